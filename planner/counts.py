@@ -1,0 +1,54 @@
+"""Architecture counts the estimator reads many times per plan, computed once per (model, LoRA setting).
+
+A plan evaluates hundreds of memory estimates (every GPU x count, the fit searches, the comparison);
+ModelArch recomputes its counts on each call, so the estimator reads them through these caches.
+ModelArch is a frozen dataclass, hence hashable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from planner.models import LinearGroup, ModelArch
+
+
+@dataclass(frozen=True)
+class ArchCounts:
+    total: int
+    active: int
+    embedding: int
+    lm_head: int
+    quantized: int
+    unquantized: int
+    groups: tuple[LinearGroup, ...]
+    largest_linear: int  # weights of the largest single linear layer
+
+
+@dataclass(frozen=True)
+class LoraCounts:
+    params: int
+    targets: frozenset[str]
+    rank_per_token: int  # sum over targeted linears of (active instances) per layer, times r: lora_B inputs
+    modules_per_layer: int
+
+
+@lru_cache(maxsize=64)
+def arch_counts(arch: ModelArch) -> ArchCounts:
+    groups = tuple(arch.linear_groups())
+    return ArchCounts(total=arch.total_params(), active=arch.active_params(), embedding=arch.embedding_params(),
+                      lm_head=arch.lm_head_params(), quantized=arch.quantized_params(),
+                      unquantized=arch.unquantized_params(), groups=groups,
+                      largest_linear=max(g.in_features * g.out_features for g in groups))
+
+
+@lru_cache(maxsize=256)
+def _lora_counts(arch: ModelArch, r: int, targets: str | tuple[str, ...]) -> LoraCounts:
+    spec_targets = targets if isinstance(targets, str) else list(targets)
+    names = frozenset(arch.resolve_targets(spec_targets))
+    per_token = sum(g.active for g in arch_counts(arch).groups if g.name in names) * r
+    return LoraCounts(params=arch.lora_params(r, spec_targets), targets=names, rank_per_token=per_token,
+                      modules_per_layer=len(names))
+
+
+def lora_counts(arch: ModelArch, r: int, targets: str | list[str]) -> LoraCounts:
+    return _lora_counts(arch, r, targets if isinstance(targets, str) else tuple(targets))

@@ -1,0 +1,106 @@
+"""The GPU table: memory, dense 16-bit tensor throughput, bandwidth, interconnect.
+
+Canonical names follow SkyPilot's accelerator names, so a plan's GPU is a SkyPilot `accelerators:` value.
+
+Sources (vendor datasheets / architecture whitepapers; dense figures, no 2:4 sparsity):
+- T4: NVIDIA T4 datasheet — 65 TFLOPS mixed-precision FP16/FP32, 320 GB/s, PCIe Gen3.
+- V100 (SXM2): NVIDIA V100 datasheet — 125 TFLOPS tensor, 900 GB/s, NVLink 300 GB/s.
+- A10G: AWS G5 / NVIDIA A10G — 70 TFLOPS BF16 tensor (dense; the A10G is clocked below the A10), 600 GB/s, PCIe Gen4.
+- L4: NVIDIA L4 datasheet — 121 TFLOPS BF16 (242 sparse), 300 GB/s.
+- L40S: NVIDIA L40S datasheet — 362 TFLOPS BF16 (733 sparse), 864 GB/s.
+- A100: NVIDIA A100 datasheet — 312 TFLOPS BF16, 1555 GB/s (40GB) / 2039 GB/s (80GB SXM), NVLink 600 GB/s.
+- H100 (SXM): NVIDIA H100 datasheet — 989 TFLOPS BF16, 3.35 TB/s, NVLink 900 GB/s.
+- H200 (SXM): NVIDIA H200 datasheet — 989 TFLOPS BF16, 4.8 TB/s, 141 GB, NVLink 900 GB/s.
+- B200 (HGX): NVIDIA DGX B200 — 2.25 PFLOPS dense BF16 per GPU, 8 TB/s, NVLink 1.8 TB/s.
+- RTX 3090: NVIDIA Ampere GA102 whitepaper — BF16 tensor with FP32 accumulate 71 TFLOPS (GeForce rate), 936 GB/s.
+- RTX 4090: NVIDIA Ada whitepaper — FP16/BF16 tensor with FP32 accumulate 165.2 TFLOPS, 1008 GB/s.
+- RTX A5000: datasheet — 111.1 TFLOPS tensor (222.2 sparse), 768 GB/s.
+- RTX A6000: datasheet — 154.8 TFLOPS tensor (309.7 sparse), 768 GB/s.
+- RTX 6000 Ada: datasheet — 364.2 TFLOPS FP16/BF16 tensor (dense), 960 GB/s.
+- MI300X: AMD datasheet — 1307.4 TFLOPS BF16 dense, 5.3 TB/s, Infinity Fabric 896 GB/s aggregate (~128 GB/s per link).
+Memory capacities are what the driver reports as total memory (nvidia-smi MiB / 1024), not the marketing GB.
+Interconnect bandwidth is per GPU, one direction, for the collective traffic of data parallelism: NVLink figures are
+half the bidirectional datasheet number; PCIe Gen3/4/5 x16 ≈ 16/32/64 GB/s before host-bridge contention.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from train.spec import SpecError
+
+
+@dataclass(frozen=True)
+class GPU:
+    name: str
+    memory_gib: float
+    bf16_tflops: float  # dense 16-bit tensor TFLOP/s (fp16 where there is no bf16)
+    mem_bw_gbs: float
+    bf16: bool  # native bf16 (Ampere and later); otherwise fp16-mixed is used
+    interconnect: str  # "nvlink", "pcie3", "pcie4", "pcie5", "infinity-fabric"
+    link_gbs: float  # per-GPU, one direction, for gradient/parameter collectives
+    vendor: str = "nvidia"
+    form: str = "datacenter"  # "datacenter" or "consumer" (GeForce: fp32-accumulate rate)
+
+
+def _g(name: str, mem_mib: int, tflops: float, bw: float, bf16: bool, ic: str, link: float, **kw: str) -> GPU:
+    return GPU(name, round(mem_mib / 1024, 2), tflops, bw, bf16, ic, link, **kw)
+
+
+GPUS: dict[str, GPU] = {
+    g.name: g
+    for g in (
+        _g("T4", 15360, 65.0, 320, False, "pcie3", 12),
+        _g("V100", 16384, 125.0, 900, False, "nvlink", 150),
+        _g("V100-32GB", 32768, 125.0, 900, False, "nvlink", 150),
+        _g("A10G", 23028, 70.0, 600, True, "pcie4", 24),
+        _g("L4", 23034, 121.0, 300, True, "pcie4", 24),
+        _g("L40S", 46068, 362.0, 864, True, "pcie4", 24),
+        _g("A100", 40960, 312.0, 1555, True, "nvlink", 300),
+        _g("A100-80GB", 81920, 312.0, 2039, True, "nvlink", 300),
+        _g("H100", 81559, 989.0, 3350, True, "nvlink", 450),
+        _g("H200", 143771, 989.0, 4800, True, "nvlink", 450),
+        _g("B200", 183359, 2250.0, 8000, True, "nvlink", 900),
+        _g("RTX3090", 24576, 71.0, 936, True, "pcie4", 24, form="consumer"),
+        _g("RTX4090", 24564, 165.2, 1008, True, "pcie4", 24, form="consumer"),
+        _g("RTXA5000", 24564, 111.1, 768, True, "pcie4", 24),
+        _g("RTXA6000", 49140, 154.8, 768, True, "pcie4", 24),
+        _g("RTX6000-Ada", 49140, 364.2, 960, True, "pcie4", 24),
+        _g("MI300X", 196592, 1307.4, 5300, True, "infinity-fabric", 300, vendor="amd"),
+    )
+}
+
+_ALIASES = {
+    "A100-40GB": "A100", "A100-SXM4-40GB": "A100", "A100-40G": "A100", "A10040GB": "A100",
+    "A100-80G": "A100-80GB", "A100-SXM4-80GB": "A100-80GB", "A10080GB": "A100-80GB",
+    "H100-80GB": "H100", "H100-SXM": "H100", "H100-SXM5": "H100", "H100SXM": "H100", "H100-MEGA": "H100",
+    "H200-SXM": "H200", "H200-141GB": "H200",
+    "V100-16GB": "V100", "V10032GB": "V100-32GB",
+    "GEFORCE-RTX-3090": "RTX3090", "RTX-3090": "RTX3090", "3090": "RTX3090",
+    "GEFORCE-RTX-4090": "RTX4090", "RTX-4090": "RTX4090", "4090": "RTX4090",
+    "A5000": "RTXA5000", "RTX-A5000": "RTXA5000", "A6000": "RTXA6000", "RTX-A6000": "RTXA6000",
+    "RTX6000ADA": "RTX6000-Ada", "RTX-6000-ADA": "RTX6000-Ada", "6000ADA": "RTX6000-Ada",
+    "L40S-48GB": "L40S", "A10G-24GB": "A10G", "T4-16GB": "T4", "L4-24GB": "L4",
+}
+
+
+def _key(name: str) -> str:
+    return name.strip().upper().replace(" ", "-").replace("_", "-")
+
+
+_LOOKUP = {_key(n): n for n in GPUS} | {_key(a): n for a, n in _ALIASES.items()}
+
+
+def canonical_gpu(name: str, field: str = "gpu") -> str:
+    """Canonical SkyPilot-style name for a user's GPU name (case-insensitive, common aliases)."""
+    hit = _LOOKUP.get(_key(name)) or _LOOKUP.get(_key(name).replace("-", ""))
+    if hit is None:
+        import difflib
+
+        close = difflib.get_close_matches(_key(name), list(GPUS), n=3, cutoff=0.5)
+        fix = f"did you mean {', '.join(close)}?" if close else f"use one of {', '.join(GPUS)}"
+        raise SpecError(field, f"unknown GPU {name!r}", fix)
+    return hit
+
+
+def get_gpu(name: str, field: str = "gpu") -> GPU:
+    return GPUS[canonical_gpu(name, field)]

@@ -1,0 +1,143 @@
+"""The plan document: a job sized on GPUs, priced across offers and local hardware, with its assumptions.
+
+`plan_job()` is the one place that assembles what `gpuplan plan --format json` prints; reports and launch
+read this document and never recompute it. Its keys are a contract (see planner/result.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from planner import memory, throughput
+from planner.estimate import GPU_COUNTS, evaluate
+from planner.gpus import GPUS, canonical_gpu
+from planner.models import ModelArch, resolve_model
+from planner.result import GpuPlan, to_dict
+from train.spec import JobSpec, SpecError
+
+VERSION = "0.1.0"
+ACCURACY_PATH = Path(__file__).parent / "data" / "accuracy.json"
+
+
+@lru_cache(maxsize=1)
+def measured_accuracy() -> dict[str, Any]:
+    """The estimator's error on the published measurements, as last written by
+    `python benchmarks/estimator_accuracy.py --write` (a test checks it matches a fresh run)."""
+    try:
+        with open(ACCURACY_PATH, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {"source": "benchmarks/estimator_accuracy.py (not yet run)"}
+    return data.get("summary", {}) | {"source": data.get("source", "benchmarks/estimator_accuracy.py"),
+                                      "as_of": data.get("as_of")}
+
+
+def estimator_assumptions() -> list[dict[str, Any]]:
+    """The calibrated constants of the memory and throughput models, each with its source."""
+    rows: list[dict[str, Any]] = []
+    for cal, module in ((memory.CAL, memory), (throughput.TCAL, throughput)):
+        for f in dataclasses.fields(cal):
+            rows.append({"name": f"estimator: {f.name}", "value": getattr(cal, f.name), "unit": "",
+                         "source": f"{module.__name__}.{type(cal).__name__} (calibrated on published measurements; "
+                                   "see benchmarks/estimator_accuracy.py)"})
+    rows.append({"name": "estimator: NF4 bits per weight (double quantization)", "value": round(memory.NF4_DQ_BITS, 4),
+                 "unit": "bits", "source": "Dettmers et al. 2023 (QLoRA): 4 + 8/64 + 32/(64*256)"})
+    return rows
+
+
+def _gpu_plan_fields(plan: GpuPlan) -> dict[str, Any]:
+    return to_dict(plan)
+
+
+def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: str | None = None,
+             spot: bool | None = None, max_hourly: float | None = None, deadline_hours: float | None = None,
+             budget: float | None = None, local_profiles: Iterable[str] | None = None, include_local: bool = True,
+             compare: bool = True, arch: ModelArch | None = None, today: _dt.date | None = None) -> dict[str, Any]:
+    """Size `spec` (on spec.gpu, or on every GPU type x 1/2/4/8 when spec.gpu is None), price it, recommend.
+
+    `local_profiles`: preset names or YAML paths; None = the bundled presets.
+    """
+    arch = arch or resolve_model(spec.model)
+    if spec.gpu:
+        spec = dataclasses.replace(spec, gpu=canonical_gpu(spec.gpu))
+    doc: dict[str, Any] = {
+        "gpuplan_version": VERSION,
+        "generated_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "job": spec.to_dict(),
+        "model": arch.summary() | {"params_trainable": _trainable(arch, spec)},
+    }
+    warnings: list[str] = []
+    if spec.gpu:
+        single = evaluate(arch, spec, spec.gpu)
+        doc.update(_gpu_plan_fields(single))
+    else:
+        doc["gpus"] = [_gpu_plan_fields(evaluate(arch, spec, name, n)) for name in GPUS for n in GPU_COUNTS]
+
+    # Candidates for the comparison: the job as given (gpu type from the offer, count from the instance).
+    cache: dict[tuple[str, int], GpuPlan | None] = {}
+
+    def candidate(gpu_name: str, n: int) -> GpuPlan:
+        key = (gpu_name, n)
+        if key not in cache:
+            cache[key] = evaluate(arch, spec, gpu_name, n, with_suggestions=False, with_limits=False)
+        plan = cache[key]
+        assert plan is not None
+        return plan
+
+    if compare:
+        doc.update(_comparison(spec, candidate, provider=provider, region=region, spot=spot, max_hourly=max_hourly,
+                               deadline_hours=deadline_hours, budget=budget, local_profiles=local_profiles,
+                               include_local=include_local, today=today, warnings=warnings))
+    doc["accuracy"] = measured_accuracy()
+    doc["assumptions"] = doc.get("assumptions", []) + estimator_assumptions()
+    if compare:
+        from planner.sensitivity import sensitivity_rows
+
+        doc["sensitivity"] = sensitivity_rows(doc)
+    doc["warnings"] = warnings + doc.get("warnings", [])
+    return doc
+
+
+def _trainable(arch: ModelArch, spec: JobSpec) -> int:
+    return arch.total_params() if spec.method == "full" else arch.lora_params(spec.lora_r, spec.lora_targets)
+
+
+def _comparison(spec: JobSpec, candidate: Any, *, provider: Any, region: str | None, spot: bool | None,
+                max_hourly: float | None, deadline_hours: float | None, budget: float | None,
+                local_profiles: Iterable[str] | None, include_local: bool, today: _dt.date | None,
+                warnings: list[str]) -> dict[str, Any]:
+    from planner.compare import Filters, compare_options
+    from pricing.catalog import load_offers
+    from pricing.local import load_profile, presets
+
+    offers = load_offers(provider=provider, region=region, today=today)
+    # Offers of GPUs the planner has no table entry for (K80, P100, ...) cannot be sized: leave them out.
+    known = [o for o in offers.offers if _known_gpu(o.gpu)]
+    offers = dataclasses.replace(offers, offers=known)
+    profiles = []
+    if include_local:
+        names = list(local_profiles) if local_profiles else list(presets())
+        profiles = [load_profile(n) for n in names]
+        profiles = [p for p in profiles if _known_gpu(p.gpu)]
+
+    def evaluate_offer(gpu_name: str, n: int) -> GpuPlan:
+        return candidate(canonical_gpu(gpu_name), n)
+
+    filters = Filters(provider=provider, region=region, spot=spot, max_hourly=max_hourly,
+                      deadline_hours=deadline_hours, budget=budget, include_local=include_local)
+    result = compare_options(evaluate_offer, offers, local_profiles=profiles, filters=filters).to_dict()
+    warnings.extend(getattr(offers, "warnings", []) or [])
+    return result
+
+
+@lru_cache(maxsize=None)
+def _known_gpu(name: str) -> bool:
+    try:
+        canonical_gpu(name)
+        return True
+    except SpecError:
+        return False

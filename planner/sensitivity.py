@@ -1,0 +1,182 @@
+"""How the recommended option's cost moves when the plan's main assumptions move: the `sensitivity` rows
+of the plan document (and the report's tornado chart).
+
+Cheap arithmetic on the recommended option's hours and $/h; nothing is re-planned. Each row gives an
+assumption's base value, a low and a high value, and the job's cost at each (``cost_low_usd`` is the
+cost with the assumption at ``low``, which may be the higher cost: a lower throughput means more hours).
+
+Rows:
+- throughput estimate: +/- the estimator's measured median absolute error (``doc["accuracy"]``), on the
+  tokens/s the hours were computed from; hours scale as 1/throughput. Every option.
+- spot preemption rate: for a spot option, pricing.spot's overhead model at no preemptions and at 4x the
+  assumed rate (about one per 5 h at the default 0.05/h; large GPU spot pools get reclaimed that often
+  in bad weeks -- an assumption, stated as such).
+- utilisation, electricity price, hardware price, lifetime: for a local option, the profile's cost per
+  GPU-hour recomputed by pricing.local at each end of the range (see LOCAL_RANGES).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+# Ranges for a local profile's assumptions, as multipliers of the base value (utilisation: absolute
+# fractions, clipped to (0, 1]). Chosen to span what a finance reviewer would argue about:
+# utilisation 0.5x..1.5x of the plan's figure; electricity 0.5x..2x (EU/US retail tariffs 2024 span
+# roughly 0.10-0.40 USD/kWh, Eurostat / EIA); hardware price 0.8x..1.3x (street price versus list, GPU
+# shortages); lifetime 0.6x..1.33x (3 vs 5 years around a 4-year depreciation schedule).
+LOCAL_RANGES: dict[str, tuple[float, float]] = {
+    "utilisation": (0.5, 1.5),
+    "electricity price": (0.5, 2.0),
+    "hardware price": (0.8, 1.3),
+    "lifetime": (0.6, 4 / 3),
+}
+SPOT_RATE_HIGH_MULTIPLIER = 4.0
+# Used only when the plan document carries no measured figure.
+DEFAULT_THROUGHPUT_ERROR_PCT = 25.0
+
+# Assumption rows of pricing.spot.SpotAssumptions.assumptions(), name -> field.
+_SPOT_FIELDS = {
+    "spot preemption rate": "preemptions_per_hour",
+    "checkpoint interval": "checkpoint_interval_hours",
+    "restart time after preemption": "restart_hours",
+    "checkpoint write cost": "checkpoint_cost_hours",
+}
+
+
+def option_label(option: dict[str, Any]) -> str:
+    kind = "local" if option.get("target") == "local" else ("spot" if option.get("spot") else "on-demand")
+    where = f" {option['region']}" if option.get("region") else ""
+    return f"{option.get('provider')} {option.get('instance_type')}{where} {option.get('gpus')}x{option.get('gpu')} {kind}"
+
+
+def _row(assumption: str, base: Any, low: Any, high: Any, unit: str, cost_low: float, cost_high: float,
+         option: str) -> dict[str, Any]:
+    return {"assumption": assumption, "base": base, "low": low, "high": high, "unit": unit,
+            "cost_low_usd": cost_low, "cost_high_usd": cost_high, "option": option}
+
+
+def throughput_row(rec: dict[str, Any], error_pct: float) -> dict[str, Any] | None:
+    hours, usd_h, tps = rec.get("hours"), rec.get("usd_per_hour"), rec.get("tokens_per_s")
+    if not hours or usd_h is None or not tps or not 0 < error_pct < 100:
+        return None
+    e = error_pct / 100
+    low_tps, high_tps = tps * (1 - e), tps * (1 + e)
+    return _row(f"throughput estimate (±{error_pct:.0f}%)", tps, low_tps, high_tps, "tokens/s",
+                usd_h * hours * tps / low_tps, usd_h * hours * tps / high_tps, option_label(rec))
+
+
+def spot_assumptions_from(doc: dict[str, Any]):  # -> pricing.spot.SpotAssumptions
+    """The SpotAssumptions the plan used, read back from its `assumptions` rows (defaults for any missing)."""
+    from pricing.spot import SpotAssumptions
+
+    values = {}
+    for a in doc.get("assumptions") or []:
+        field_name = _SPOT_FIELDS.get(str(a.get("name")))
+        if field_name and isinstance(a.get("value"), (int, float)) and not isinstance(a.get("value"), bool):
+            values[field_name] = float(a["value"])
+    return SpotAssumptions(**values)
+
+
+def spot_row(rec: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any] | None:
+    if not rec.get("spot") or not rec.get("hours") or rec.get("usd_per_hour") is None:
+        return None
+    from pricing.spot import overhead_factor
+
+    base = spot_assumptions_from(doc)
+    applied = float(rec.get("overhead_factor") or overhead_factor(base))
+    work_hours = rec["hours"] / applied  # hours without preemption overhead
+
+    def cost(rate: float) -> float:
+        return rec["usd_per_hour"] * work_hours * overhead_factor(dataclasses.replace(base, preemptions_per_hour=rate))
+
+    rate = base.preemptions_per_hour
+    high = rate * SPOT_RATE_HIGH_MULTIPLIER if rate > 0 else 0.2
+    return _row("spot preemption rate", rate, 0.0, high, "preemptions/h", cost(0.0), cost(high), option_label(rec))
+
+
+# LOCAL_RANGES key -> (pricing.local.LocalProfile field, unit shown)
+LOCAL_FIELDS: dict[str, tuple[str, str]] = {
+    "utilisation": ("utilisation", "fraction of the year busy"),
+    "electricity price": ("electricity_usd_per_kwh", "USD/kWh"),
+    "hardware price": ("purchase_price_usd", "USD"),
+    "lifetime": ("lifetime_years", "years"),
+}
+
+
+def local_profile_from(entry: dict[str, Any]):  # -> pricing.local.LocalProfile | None
+    """Rebuild the pricing.local.LocalProfile behind a document's `local_profiles` entry from its
+    assumption rows ("<name>: <field>"); None when a field the cost model needs is missing."""
+    from pricing.local import LocalProfile
+
+    name = str(entry.get("name"))
+    values: dict[str, Any] = {}
+    for a in entry.get("assumptions") or []:
+        label = str(a.get("name"))
+        if label.startswith(f"{name}: "):
+            key = label[len(name) + 2:]
+            if key in LocalProfile.__dataclass_fields__:
+                values[key] = a.get("value")
+    values.update(name=name, gpu=entry.get("gpu"))
+    if entry.get("gpu_count") is not None:
+        values["gpu_count"] = entry["gpu_count"]
+    if entry.get("utilisation") is not None:
+        values["utilisation"] = entry["utilisation"]
+    try:
+        return LocalProfile(**values)
+    except TypeError:  # a required field is missing from the document
+        return None
+
+
+def local_rows(rec: dict[str, Any], doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows for a local option: each of LOCAL_RANGES' assumptions moved with the others held, the job's
+    cost recomputed by pricing.local.job_cost (the figure -- marginal or loaded -- the option's cost is)."""
+    if rec.get("target") != "local" or not rec.get("hours"):
+        return []
+    entry = next((p for p in doc.get("local_profiles") or [] if p.get("name") == rec.get("instance_type")), None)
+    if entry is None:
+        return []
+    from pricing.local import job_cost
+
+    profile = local_profile_from(entry)
+    if profile is None:
+        return []
+    hours, gpus = rec["hours"], rec.get("gpus") or profile.gpu_count
+    base_cost = job_cost(profile, hours, gpus)
+    figure = "marginal_cost_usd"
+    if rec.get("cost_usd") is not None and (abs(base_cost.loaded_cost_usd - rec["cost_usd"])
+                                            < abs(base_cost.marginal_cost_usd - rec["cost_usd"])):
+        figure = "loaded_cost_usd"
+
+    def cost(field_name: str, value: float) -> float:
+        return getattr(job_cost(dataclasses.replace(profile, **{field_name: value}), hours, gpus), figure)
+
+    label = option_label(rec)
+    rows = []
+    for name, (lo_m, hi_m) in LOCAL_RANGES.items():
+        field_name, unit = LOCAL_FIELDS[name]
+        base = float(getattr(profile, field_name))
+        lo, hi = base * lo_m, base * hi_m
+        if name == "utilisation":
+            lo, hi = max(lo, 0.01), min(hi, 1.0)
+        rows.append(_row(name, base, lo, hi, unit, cost(field_name, lo), cost(field_name, hi), label))
+    return rows
+
+
+def sensitivity_rows(doc: dict[str, Any], *, throughput_error_pct: float | None = None) -> list[dict[str, Any]]:
+    """The `sensitivity` rows for the document's recommended option ([] without a recommendation)."""
+    rec = doc.get("recommendation")
+    if not rec:
+        return []
+    if throughput_error_pct is None:
+        throughput_error_pct = (doc.get("accuracy") or {}).get("throughput_median_ape_pct")
+        if throughput_error_pct is None:
+            throughput_error_pct = DEFAULT_THROUGHPUT_ERROR_PCT
+    rows = []
+    row = throughput_row(rec, float(throughput_error_pct))
+    if row:
+        rows.append(row)
+    row = spot_row(rec, doc)
+    if row:
+        rows.append(row)
+    rows.extend(local_rows(rec, doc))
+    return rows

@@ -1,0 +1,290 @@
+"""Check the estimator against published measurements (../shared/data/measurements/published.csv).
+
+Each row is turned into a job spec as faithfully as its source states it; rows the planner cannot
+represent are excluded with the reason (FP8 compute, encoder-decoder models, torchtune's
+optimizer-in-backward / chunked cross-entropy / activation offloading, wall-clock-only throughput).
+Units are reconciled per source (see the measurements README): GiB vs GB (1e9), allocated vs reserved
+vs nvidia-smi, per-GPU vs total tokens/s.
+
+Also scores the two rules of thumb people use today on the same rows:
+- accelerate `estimate-memory` training figure: 8 bytes per parameter (bf16 Adam, one device);
+- the LLaMA-Factory README table: full 18x, LoRA 2x, QLoRA-4bit x/2 GB for an x-billion-parameter model.
+"""
+from __future__ import annotations
+
+import csv
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # rows of models outside the registry must not reach a hub
+
+from planner.estimate import evaluate  # noqa: E402
+from planner.gpus import canonical_gpu
+from planner.memory import CAL, GIB
+from planner.models import ModelArch, resolve_model
+from train.spec import JobSpec, SpecError, spec_from_dict
+
+GB = 1e9
+
+# Models in the rows that are not registry entries, as HF config values.
+# MPT (llm-foundry benchmarking yamls): d_model, n_layers, n_heads, expansion 4, vocab 50368, tied, no bias.
+_MPT = {"1b": (2048, 24, 16), "3b": (2560, 32, 20), "7b": (4096, 32, 32), "13b": (5120, 40, 40),
+        "30b": (7168, 48, 64), "70b": (8192, 80, 64)}
+# LLaMA 1 has Llama 2's shapes (vocab 32000) at 7B and 13B.
+_ALIASES = {"decapoda-research/llama-7b-hf": "meta-llama/Llama-2-7b-hf",
+            "decapoda-research/llama-13b-hf": "meta-llama/Llama-2-13b-hf"}
+
+
+def _mpt_arch(size: str) -> ModelArch:
+    d, layers, heads = _MPT[size]
+    return ModelArch(name=f"mpt-{size}", model_type="mpt", vocab_size=50368, hidden_size=d, num_layers=layers,
+                     num_heads=heads, num_kv_heads=heads, head_dim=d // heads, intermediate_size=4 * d,
+                     gated_mlp=False, tie_embeddings=True, max_position_embeddings=8192, source="llm-foundry yaml",
+                     norm="layernorm")
+
+
+@dataclass
+class Row:
+    id: str
+    raw: dict[str, str]
+    arch: ModelArch | None = None
+    spec: JobSpec | None = None
+    mem_target_gib: float | None = None  # in GiB
+    mem_metric: str = "allocated"  # allocated | reserved | smi (reserved + CUDA context)
+    fit_label: bool | None = None  # HB rows: fits / OOM
+    tps_target_per_gpu: float | None = None
+    excluded: dict[str, str] = field(default_factory=dict)  # "memory"/"throughput" -> reason
+
+
+def _first_int(text: str) -> int | None:
+    m = re.search(r"\d+", text or "")
+    return int(m.group()) if m else None
+
+
+def _targets(text: str, model: str) -> str | list[str]:
+    t = (text or "").lower()
+    if "all linear" in t or "q,k,v,o + mlp" in t or "q,k,v,proj,mlp" in t:
+        return "all-linear"
+    if "gate,up,down" in t:
+        return ["gate_proj", "up_proj", "down_proj"]
+    if "q,v,output_proj,mlp" in t:
+        return ["q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    if t.startswith("q,v") or "q,v at the time" in t or t in ("q,v",):
+        return ["q_proj", "v_proj"]
+    if "default cfg" in t:  # torchtune llama3_2 3B LoRA config: q, v, output_proj + MLP
+        return ["q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    return ["q_proj", "v_proj"]  # PEFT / notebook defaults for Llama
+
+
+def _alpaca(model: str) -> tuple[int, int]:
+    """(longest, mean) tokens of an unpacked Alpaca sample: the longest is 1304 tokens with the Llama 2
+    tokenizer (litgpt resource tables); the mean ~270 (prompt template included). The Llama 3 tokenizer
+    packs the same text into ~12% fewer tokens."""
+    llama2 = "Llama-2" in model or "llama-7b" in model or "llama-13b" in model
+    return (1304, 270) if llama2 else (1150, 240)
+
+
+def _seq_len(text: str, model: str) -> tuple[int, int | None]:
+    """(sequence length at the memory peak, mean example tokens or None)."""
+    t = text or ""
+    if "max_seq_len null" in t or t.strip().startswith("alpaca"):
+        return _alpaca(model)
+    m = re.search(r"longest sample \(Llama 2: (\d+)", t) or re.search(r"longest \((\d+) tok", t)
+    if m:
+        return int(m.group(1)), None
+    mean = re.search(r"~(\d+) tok/sample", t)
+    n = _first_int(t)
+    return int(n or 2048), (int(mean.group(1)) if mean else None)
+
+
+_GPU_MAP = [("RTX 4090", "RTX4090"), ("RTX A6000", "RTXA6000"), ("A100-SXM4-40GB", "A100"), ("A100 40GB", "A100"),
+            ("A100-40GB", "A100"), ("A100", "A100-80GB"), ("A10G", "A10G"), ("L40S", "L40S"), ("T4", "T4"),
+            ("H100", "H100"), ("not stated", "A100-80GB")]
+
+
+def _gpu(text: str) -> str:
+    for key, name in _GPU_MAP:
+        if key in text:
+            return canonical_gpu(name)
+    raise SpecError("gpu", f"unmapped GPU {text!r}")
+
+
+def _parse(raw: dict[str, str]) -> Row:
+    row = Row(id=raw["id"], raw=raw)
+    model_id = raw["model_hf_id"]
+    method = raw["method"].split()[0].lower()
+    flags = (raw.get("other_flags") or "") + " " + raw.get("optimizer", "")
+    # -- what the planner cannot represent --
+    if raw["id"].startswith("PR"):
+        row.excluded["memory"] = row.excluded["throughput"] = "encoder-decoder (seq2seq) model"
+        return row
+    if "FP8" in raw["precision"]:
+        row.excluded["memory"] = row.excluded["throughput"] = "FP8 compute (the planner models 16-bit)"
+        return row
+    if raw["id"].startswith("TT2") and raw["id"] not in ("TT2-1", "TT2-2", "TT2-3"):
+        # torchtune's ablation table stacks each flag on the previous row; from TT2-4 on they include chunked
+        # cross-entropy, then optimizer-in-backward and activation offloading, which the planner does not model.
+        why = "torchtune ablation row stacking chunked CE / optimizer-in-backward / activation offloading"
+        row.excluded["memory"] = row.excluded["throughput"] = why
+        return row
+    if "optimizer_in_bwd" in flags:
+        row.excluded["memory"] = row.excluded["throughput"] = "torchtune optimizer-in-backward (no gradient buffers)"
+        return row
+    if "A6000" in raw["gpu"] and raw["id"].startswith("TT1"):
+        # the measurements README: TT1 RTX A6000 rows imply an implausible efficiency for that card
+        row.excluded["memory"] = row.excluded["throughput"] = "TT1 RTX A6000 rows flagged implausible (README)"
+        return row
+    if raw["id"] in ("LG1-6", "LG1-8", "LG1-13"):
+        # Full fine-tuning with torch AdamW in bf16-true holds weights, gradients and two moments in bf16:
+        # >= 8 bytes/parameter. These rows report 5-6.5 GB per billion parameters, below that floor, so the
+        # run cannot have been the stated configuration.
+        row.excluded["memory"] = "below the 8 bytes/parameter floor of the stated AdamW bf16 configuration"
+        return row
+    if method == "dora":
+        method = "lora"
+    # -- model --
+    try:
+        if model_id.startswith("MPT-"):
+            row.arch = _mpt_arch(model_id.split()[0].split("-")[1])
+        else:
+            row.arch = resolve_model(_ALIASES.get(model_id, model_id))
+    except SpecError:
+        row.excluded["memory"] = row.excluded["throughput"] = f"model {model_id} not in the registry"
+        return row
+    # -- spec --
+    seq, mean = _seq_len(raw["seq_len"], model_id)
+    if raw["id"].startswith("TT") and raw["packing"].lower() in ("no", "unknown"):
+        # torchtune's recipes default to the Alpaca dataset, unpacked: batches are as long as their longest sample
+        seq, mean = _alpaca(model_id)
+    ckpt = raw["grad_ckpt"].lower()
+    gc = ckpt.startswith("yes") or ckpt in ("unknown", "not stated")
+    opt = raw["optimizer"]
+    optimizer = ("paged-adamw-8bit" if "Paged" in opt else "adamw" if raw["id"].startswith("TT2")
+                 else "adamw-8bit" if "8-bit" in opt or "8bit" in opt else "adamw")
+    prec = raw["precision"].lower()
+    precision = "bf16-mixed" if ("mixed" in prec or "amp_bf16" in prec) else "bf16"
+    attn = raw["attn_impl"].lower()
+    attention = "flash" if ("fa2" in attn or "flash" in attn) else "eager" if attn == "eager" else "sdpa"
+    n_gpus = int(raw["n_gpus"] or 1)
+    par = raw["parallelism"].lower()
+    parallel = "fsdp-offload" if "offload" in opt.lower() else ("ddp" if par == "single" else "fsdp")
+    ga = _first_int(raw["grad_accum"]) if raw["grad_accum"] and raw["grad_accum"][0].isdigit() else 1
+    r = _first_int(raw["lora_r"]) or (32 if raw["id"].startswith("NM") else 8)
+    row.spec = spec_from_dict({
+        "model": model_id, "method": method, "lora_r": r, "lora_alpha": 2 * r, "lora_dropout": 0.0 if
+        raw["id"].startswith(("TT", "LG")) else 0.05, "lora_targets": _targets(raw["lora_targets"], model_id),
+        "double_quant": "dq" in raw["quant"] or "double" in raw["quant"] or "torchao" in raw["quant"],
+        "seq_len": seq, "batch_size": _first_int(raw["micro_batch"]) or 1, "grad_accum": ga or 1,
+        "gradient_checkpointing": gc, "optimizer": optimizer, "precision": precision, "attention": attention,
+        "packing": raw["packing"].lower().startswith("yes") or "full sequences" in raw["packing"],
+        # torchtune recipes since v0.3 (2024-09) compute the loss with CEWithChunkedOutputLoss
+        "chunked_loss": raw["id"].startswith("TT1"),
+        "mean_example_tokens": mean, "dataset_examples": 1000 if mean else None,
+        "gpu": _gpu(raw["gpu"]), "gpus": min(n_gpus, 8), "nodes": max(1, n_gpus // 8), "parallel": parallel,
+    })
+    # -- memory target --
+    mem, metric = raw["peak_mem_gb"], raw["mem_metric"]
+    if metric.startswith("fit/OOM") or mem in ("OOM", "fits"):
+        row.fit_label = mem == "fits"
+    elif mem:
+        value = float(mem)
+        if "GiB" in metric or row.id.startswith("TT"):  # torchtune reports GiB (bytes / 2**30)
+            row.mem_target_gib = value
+        else:  # litgpt, PEFT, LLaMA-Factory report bytes / 1e9
+            row.mem_target_gib = value * GB / GIB
+        if "reserved" in metric.lower() or "accelerator_memory_max" in metric:
+            row.mem_metric = "reserved"
+        elif "GRAM" in metric:
+            row.mem_metric = "smi"
+    else:
+        row.excluded["memory"] = "no memory figure"
+    # -- throughput target (tokens/s per GPU) --
+    unit = raw["throughput_unit"]
+    if not raw["throughput"]:
+        row.excluded["throughput"] = "no throughput figure"
+    elif "wall-clock" in unit or "min per 1k" in unit:
+        row.excluded["throughput"] = "wall-clock time only (ratios, not tokens/s)"
+    else:
+        value = float(raw["throughput"])
+        # torchtune's TT1 key is tokens_per_second_per_gpu, but its multi-GPU rows exceed the cards' peak
+        # FLOP/s per GPU (70B full at 1568 tok/s/GPU would need 6.6e14 FLOP/s on a 3.1e14 A100): totals.
+        per_gpu = n_gpus == 1 or (not row.id.startswith("TT1") and ("per GPU" in unit or "/GPU" in unit
+                                                                     or "TGS" in unit))
+        row.tps_target_per_gpu = value if per_gpu else value / n_gpus
+    return row
+
+
+def load_rows(path: str | Path) -> list[Row]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [_parse(r) for r in csv.DictReader(fh)]
+
+
+@dataclass
+class Scored:
+    id: str
+    kind: str  # memory | throughput | fit
+    published: float | bool
+    predicted: float | bool
+    error_pct: float | None = None
+    rule_accelerate_pct: float | None = None
+    rule_llamafactory_pct: float | None = None
+
+
+def _rules_gib(row: Row) -> tuple[float, float]:
+    """The two rules of thumb, in GiB."""
+    assert row.arch is not None and row.spec is not None
+    n = row.arch.total_params()
+    accel = 8 * n / GIB
+    x = n / 1e9
+    lf = {"full": 18 * x, "lora": 2 * x, "qlora": x / 2}[row.spec.method] * GB / GIB
+    return accel, lf
+
+
+def score(rows: list[Row]) -> list[Scored]:
+    out: list[Scored] = []
+    for row in rows:
+        if row.spec is None or row.arch is None:
+            continue
+        plan = evaluate(row.arch, row.spec, row.spec.gpu or "A100-80GB", with_suggestions=False)
+        mem = plan.memory
+        if row.mem_target_gib is not None:
+            pred = {"allocated": mem.peak_allocated_gib, "reserved": mem.peak_reserved_gib,
+                    "smi": mem.peak_reserved_gib + CAL.cuda_context_gib}[row.mem_metric]
+            accel, lf = _rules_gib(row)
+            t = row.mem_target_gib
+            out.append(Scored(row.id, "memory", round(t, 2), round(pred, 2), _pct(pred, t), _pct(accel, t),
+                              _pct(lf, t)))
+        if row.fit_label is not None:
+            out.append(Scored(row.id, "fit", row.fit_label, plan.fits))
+        if row.tps_target_per_gpu is not None:
+            t = row.tps_target_per_gpu
+            pred = plan.throughput.tokens_per_s_per_gpu
+            out.append(Scored(row.id, "throughput", round(t, 1), round(pred, 1), _pct(pred, t)))
+    return out
+
+
+def _pct(pred: float, target: float) -> float:
+    return round(100 * (pred - target) / target, 1)
+
+
+def summary(scored: list[Scored]) -> dict[str, Any]:
+    mem = [s for s in scored if s.kind == "memory"]
+    tps = [s for s in scored if s.kind == "throughput"]
+    fit = [s for s in scored if s.kind == "fit"]
+    return {
+        "rows_memory": len(mem),
+        "memory_mape_pct": round(statistics.fmean(abs(s.error_pct) for s in mem), 1) if mem else None,
+        "memory_mape_accelerate_rule_pct": round(statistics.fmean(abs(s.rule_accelerate_pct) for s in mem), 1)
+        if mem else None,
+        "memory_mape_llamafactory_rule_pct": round(statistics.fmean(abs(s.rule_llamafactory_pct) for s in mem), 1)
+        if mem else None,
+        "rows_throughput": len(tps),
+        "throughput_median_ape_pct": round(statistics.median(abs(s.error_pct) for s in tps), 1) if tps else None,
+        "rows_fit": len(fit),
+        "fit_correct": sum(1 for s in fit if s.published == s.predicted),
+    }

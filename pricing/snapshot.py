@@ -1,0 +1,146 @@
+"""The offers file format (bundled snapshot, live-refresh cache) and the snapshot builder.
+
+Format (JSON, columnar so it loads in a few milliseconds with the standard library):
+  {"format": "gpuplan-offers/1", "built_at": ISO time, "providers": {p: {"source", "as_of"}},
+   "columns": [...Offer fields...], "offers": [[...], ...], "dropped": [{...}], "warnings": [...]}
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pricing.errors import PricingInputError
+from pricing.offer import COLUMNS, PROVIDERS, Dropped, Offer, offer_from_row, offer_to_row
+
+FORMAT = "gpuplan-offers/1"
+BUNDLED = Path(__file__).resolve().parent / "data" / "offers.json"
+
+
+@dataclass
+class OffersFile:
+    offers: list[Offer]
+    providers: dict[str, dict[str, str]]  # provider -> {"source", "as_of"}
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    built_at: str = ""
+
+
+def dumps(data: OffersFile) -> str:
+    doc = {
+        "format": FORMAT,
+        "built_at": data.built_at,
+        "providers": data.providers,
+        "columns": list(COLUMNS),
+        "offers": [offer_to_row(o) for o in data.offers],
+        "dropped": data.dropped,
+        "warnings": data.warnings,
+    }
+    # one offer per line: small diffs when the lead commits a rebuilt snapshot
+    head = json.dumps({k: v for k, v in doc.items() if k not in ("offers", "dropped")}, indent=1)[:-2]
+    rows = ",\n  ".join(json.dumps(r) for r in doc["offers"])
+    drops = ",\n  ".join(json.dumps(d) for d in doc["dropped"])
+    return f'{head},\n "offers": [\n  {rows}\n ],\n "dropped": [\n  {drops}\n ]\n}}\n'
+
+
+def loads(text: str, origin: str = "offers file") -> OffersFile:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{origin}: not JSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"{origin}: not a {FORMAT} file")
+    cols = doc.get("columns")
+    if cols != list(COLUMNS):
+        offers = [offer_from_row(dict(zip(cols, r))) for r in doc.get("offers", [])]
+    else:
+        offers = [offer_from_row(r) for r in doc.get("offers", [])]
+    return OffersFile(offers, doc.get("providers", {}), doc.get("dropped", []), doc.get("warnings", []),
+                      doc.get("built_at", ""))
+
+
+def read_offers_file(path: Path) -> OffersFile:
+    return loads(Path(path).read_text(), str(path))
+
+
+# ----------------------------------------------------------------------------------------------
+# Builder: `gpuplan prices build-snapshot --from DIR`
+# ----------------------------------------------------------------------------------------------
+_README_ROW = re.compile(r"^\|\s*(?P<file>[^|]*vms\.csv)\s*\|\s*(?P<src>[^|]*)\|\s*(?P<commit>[0-9a-f]{7,40})\s*\|")
+
+
+def read_provenance(catalog_dir: Path) -> dict[str, str]:
+    """Relative catalog path -> source commit, from a README.md / PROVENANCE.md table beside the catalogs."""
+    out: dict[str, str] = {}
+    for name in ("PROVENANCE.md", "README.md"):
+        p = catalog_dir / name
+        if p.is_file():
+            for line in p.read_text().splitlines():
+                m = _README_ROW.match(line.strip())
+                if m:
+                    out.setdefault(m.group("file").strip(), m.group("commit"))
+    return out
+
+
+def find_catalogs(catalog_dir: Path) -> dict[str, Path]:
+    """provider -> vms.csv, newest schema version first when a cloud appears twice (v8 over v6)."""
+    found: dict[str, tuple[int, Path]] = {}
+    for p in sorted(catalog_dir.rglob("vms.csv")):
+        provider = p.parent.name
+        if provider not in PROVIDERS:
+            continue
+        m = re.search(r"v(\d+)", str(p.relative_to(catalog_dir)))
+        version = int(m.group(1)) if m else 0
+        if provider not in found or version > found[provider][0]:
+            found[provider] = (version, p)
+    return {k: v[1] for k, v in sorted(found.items())}
+
+
+def build_snapshot(catalog_dir: Path, *, as_of: str | None = None,
+                   commits: dict[str, str] | None = None) -> OffersFile:
+    """Read every `<cloud>/vms.csv` under catalog_dir, validate, aggregate to one row per type x region."""
+    from pricing.skypilot_csv import read_catalog, version_of
+
+    catalog_dir = Path(catalog_dir)
+    if not catalog_dir.is_dir():
+        raise PricingInputError("--from", f"{catalog_dir} is not a directory",
+                                "point it at a folder holding <cloud>/vms.csv files")
+    files = find_catalogs(catalog_dir)
+    if not files:
+        raise PricingInputError("--from", f"no <cloud>/vms.csv under {catalog_dir}",
+                                f"expected e.g. {catalog_dir}/v8/aws/vms.csv")
+    as_of = as_of or _dt.date.today().isoformat()
+    try:
+        _dt.date.fromisoformat(as_of)
+    except ValueError:
+        raise PricingInputError("--as-of", f"{as_of!r} is not a date", "use YYYY-MM-DD") from None
+    provenance = read_provenance(catalog_dir)
+    commits = commits or {}
+    all_offers: list[Offer] = []
+    dropped: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    providers: dict[str, dict[str, str]] = {}
+    for provider, path in files.items():
+        rel = str(path.relative_to(catalog_dir))
+        commit = commits.get(provider) or provenance.get(rel) or "unknown-commit"
+        source = f"skypilot-catalog {version_of(path)} {commit[:12]} ({provider})"
+        offers, drops, warns = read_catalog(path, provider, source, as_of)
+        all_offers += offers
+        dropped += [d.to_dict() for d in drops]
+        warnings += warns
+        providers[provider] = {"source": source, "as_of": as_of}
+    built_at = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return OffersFile(all_offers, providers, dropped, warnings, built_at)
+
+
+def drop_summary(dropped: list[dict[str, Any]]) -> list[str]:
+    """Dropped rows grouped by provider and reason: 'aws: 8x row: no on-demand price ...'."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for d in dropped:
+        reason = re.sub(r"[\d.]+", "#", d["reason"]) if d["what"] == "spot" else d["reason"]
+        k = (d["provider"], d["what"], reason)
+        counts[k] = counts.get(k, 0) + 1
+    return [f"{p}: {n}x {what}: {reason}" for (p, what, reason), n in sorted(counts.items())]

@@ -1,0 +1,198 @@
+"""`gpuplan report`: the report folder for every example job holds every file, each readable, each saying the
+same thing as `gpuplan plan --format json` for the same inputs."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.yaml"))
+FILES = ("report.html", "report.pdf", "report.json", "options.csv", "assumptions.csv", "report.xlsx")
+
+
+def gpuplan(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "planner.cli", *args], capture_output=True, text=True,
+                          cwd=cwd or REPO, timeout=120, env={**os.environ, "SKYPILOT_DISABLE_LOCAL_API_SERVER": "1"})
+
+
+@pytest.fixture(scope="module", params=EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def example_report(request, tmp_path_factory) -> tuple[Path, Path]:
+    job = request.param
+    out = tmp_path_factory.mktemp(f"report-{job.stem}") / "out"
+    result = gpuplan("report", str(job), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    return job, out
+
+
+def test_examples_exist():
+    assert EXAMPLES, "examples/*.yaml: no example jobs to report on"
+
+
+def test_every_file_is_written(example_report):
+    _, out = example_report
+    for name in FILES:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")], "temp files left behind"
+
+
+def test_report_json_is_the_plan_document(example_report):
+    job, out = example_report
+    plan = gpuplan("plan", str(job), "--format", "json")
+    assert plan.returncode == 0, plan.stderr
+    expected = json.loads(plan.stdout)
+    saved = json.loads((out / "report.json").read_text())
+    expected.pop("generated_at", None)
+    saved.pop("generated_at", None)
+    assert saved == expected
+
+
+def _same(a, b) -> bool:
+    if a is None or (isinstance(a, float) and math.isnan(a)):
+        return b is None or b == "" or (isinstance(b, float) and math.isnan(b))
+    if isinstance(b, float) and math.isnan(b):
+        return a == "" or a == []
+    if isinstance(a, bool):
+        return bool(b) == a and str(b).lower() in ("true", "false", "1", "0")
+    if isinstance(a, (int, float)):
+        return float(b) == float(a)
+    if isinstance(a, list):
+        return str(b) == "; ".join(map(str, a)) or (not a and b in ("", None))
+    return str(b) == str(a)
+
+
+def test_options_csv_and_xlsx_equal_the_json_options(example_report):
+    import pandas as pd
+
+    _, out = example_report
+    doc = json.loads((out / "report.json").read_text())
+    options = doc["options"]
+    csv = pd.read_csv(out / "options.csv", keep_default_na=True)
+    xlsx = pd.read_excel(out / "report.xlsx", sheet_name="options")
+    for table in (csv, xlsx):
+        assert len(table) == len(options)
+        for i, opt in enumerate(options):
+            for key, value in opt.items():
+                assert _same(value, table.iloc[i][key]), (i, key, value, table.iloc[i][key])
+        assert int(table["recommended"].astype(str).str.lower().isin(["true", "1"]).sum()) == (
+            1 if doc["recommendation"] else 0)
+
+
+def test_assumptions_csv_and_sheet_hold_every_assumption_and_price_source(example_report):
+    import pandas as pd
+
+    _, out = example_report
+    doc = json.loads((out / "report.json").read_text())
+    csv = pd.read_csv(out / "assumptions.csv")
+    sheet = pd.read_excel(out / "report.xlsx", sheet_name="assumptions")
+    for table in (csv, sheet):
+        plan_rows = table[table["scope"] == "plan"]
+        assert list(plan_rows["name"]) == [a["name"] for a in doc["assumptions"]]
+        for a, value in zip(doc["assumptions"], plan_rows["value"]):
+            assert _same(a["value"], value), (a, value)
+        for provider, meta in doc["prices"].items():
+            rows = table[(table["scope"] == f"prices:{provider}") & (table["name"] == "as_of")]
+            assert list(rows["value"].astype(str)) == [str(meta["as_of"])]
+
+
+def test_pdf_has_pages_and_the_recommendation(example_report):
+    from pypdf import PdfReader
+
+    _, out = example_report
+    doc = json.loads((out / "report.json").read_text())
+    reader = PdfReader(out / "report.pdf")
+    assert len(reader.pages) >= 2
+    text = " ".join(" ".join(p.extract_text().split()) for p in reader.pages)
+    assert "Summary" in text and "Options" in text
+    rec = doc["recommendation"]
+    if rec:
+        assert f"{rec['provider']} {rec['instance_type']}" in text
+        assert " ".join(rec["reason"].split())[:60] in text
+    else:
+        assert "No recommendation" in text
+
+
+def test_html_shows_the_recommendation_and_the_jsons_numbers(example_report):
+    from planner.report.charts import hours_text, money
+
+    _, out = example_report
+    doc = json.loads((out / "report.json").read_text())
+    html = (out / "report.html").read_text()
+    rec = doc["recommendation"]
+    if rec:
+        assert money(rec["cost_usd"]) in html and hours_text(rec["hours"]) in html
+    assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert html.count("<svg") >= 2  # cost/time and memory charts at least
+
+
+def test_from_json_regenerates_the_same_report_without_planning(example_report, tmp_path):
+    _, out = example_report
+    again = tmp_path / "again"
+    result = gpuplan("report", "--from", str(out / "report.json"), "-o", str(again))
+    assert result.returncode == 0, result.stderr
+    for name in ("report.html", "report.json", "options.csv", "assumptions.csv"):
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_failed_report_leaves_the_previous_one_intact(example_report, tmp_path, monkeypatch):
+    import planner.report.pdf as pdf
+    from planner.report import write_report
+
+    _, out = example_report
+    doc = json.loads((out / "report.json").read_text())
+    target = tmp_path / "kept"
+    write_report(doc, target)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+
+    def broken(_html: str) -> bytes:
+        raise RuntimeError("renderer crashed")
+
+    monkeypatch.setattr(pdf, "html_to_pdf", broken)
+    changed = dict(doc, job={**doc["job"], "name": "a different job"})
+    with pytest.raises(RuntimeError):
+        write_report(changed, target)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+
+
+def test_output_folder_is_created(example_report, tmp_path):
+    from planner.report import write_report
+
+    _, out = example_report
+    deep = tmp_path / "a" / "b" / "c"
+    written = write_report(json.loads((out / "report.json").read_text()), deep, formats=("json", "csv"))
+    assert sorted(written) == ["assumptions.csv", "options.csv", "report.json"]
+    assert all(p.parent == deep for p in written.values())
+
+
+@pytest.mark.parametrize("setup, args, field", [
+    ("garbage", ["--from", "{dir}/bad.json", "-o", "{dir}/out"], "--from"),
+    ("notplan", ["--from", "{dir}/other.json", "-o", "{dir}/out"], "--from"),
+    ("none", ["--from", "{dir}/missing.json", "-o", "{dir}/out"], "--from"),
+    ("file", ["--from", "{dir}/other.json", "-o", "{dir}/afile"], "-o"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, setup, args, field):
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "other.json").write_text(json.dumps({"hello": 1}))
+    (tmp_path / "afile").write_text("x")
+    if setup == "file":
+        (tmp_path / "other.json").write_text(json.dumps({"options": [], "recommendation": None}))
+    result = gpuplan("report", *[a.format(dir=tmp_path) for a in args])
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}:"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_job_flag_is_one_line_and_exit_2(tmp_path):
+    job = EXAMPLES[0] if EXAMPLES else None
+    if job is None:
+        pytest.fail("no example job")
+    result = gpuplan("report", str(job), "--seq-len", "-5", "-o", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: seq_len:") and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,110 @@
+"""Sensitivity rows: how the recommended option's cost moves with the plan's assumptions, checked against the
+plan's own numbers and the price layer's cost models."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from planner.sensitivity import LOCAL_RANGES, SPOT_RATE_HIGH_MULTIPLIER, local_profile_from, sensitivity_rows
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _spec():
+    from train.spec import load_spec
+
+    preferred = REPO / "examples" / "llama3-8b-qlora.yaml"
+    found = sorted((REPO / "examples").glob("*.yaml"))
+    assert found, "examples/*.yaml: no example job"
+    return load_spec(preferred if preferred.exists() else found[0])
+
+
+def _plan(**kwargs):
+    from planner.plan import plan_job
+
+    return plan_job(_spec(), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def spot_doc():
+    doc = _plan(spot=True)
+    assert doc["recommendation"] and doc["recommendation"]["spot"]
+    return doc
+
+
+@pytest.fixture(scope="module")
+def on_demand_doc():
+    doc = _plan(spot=False)
+    assert doc["recommendation"] and not doc["recommendation"]["spot"]
+    return doc
+
+
+@pytest.fixture(scope="module")
+def local_doc():
+    doc = _plan(provider="local", local_profiles=["h100-hgx"])
+    assert doc["recommendation"] and doc["recommendation"]["target"] == "local"
+    return doc
+
+
+def _by_name(rows):
+    return {r["assumption"].split(" (")[0].split(" estimate")[0]: r for r in rows}
+
+
+def test_plan_document_carries_these_rows(spot_doc, local_doc):
+    assert spot_doc["sensitivity"] == sensitivity_rows(spot_doc)
+    assert local_doc["sensitivity"] == sensitivity_rows(local_doc)
+
+
+def test_throughput_error_moves_hours_inversely(on_demand_doc):
+    rec = on_demand_doc["recommendation"]
+    rows = sensitivity_rows(on_demand_doc)
+    assert [r["assumption"].startswith("throughput") for r in rows] == [True]  # on-demand cloud: nothing else
+    row = rows[0]
+    e = on_demand_doc["accuracy"]["throughput_median_ape_pct"] / 100
+    assert row["base"] == rec["tokens_per_s"]
+    assert row["low"] == pytest.approx(rec["tokens_per_s"] * (1 - e))
+    assert row["high"] == pytest.approx(rec["tokens_per_s"] * (1 + e))
+    assert row["cost_low_usd"] == pytest.approx(rec["cost_usd"] / (1 - e), rel=1e-9)
+    assert row["cost_high_usd"] == pytest.approx(rec["cost_usd"] / (1 + e), rel=1e-9)
+
+
+def test_spot_preemption_rate_follows_the_spot_overhead_model(spot_doc):
+    from pricing.spot import SpotAssumptions, overhead_factor
+
+    rec = spot_doc["recommendation"]
+    row = _by_name(sensitivity_rows(spot_doc))["spot preemption rate"]
+    base_rate = SpotAssumptions().preemptions_per_hour
+    assert (row["base"], row["low"]) == (base_rate, 0.0)
+    assert row["high"] == pytest.approx(base_rate * SPOT_RATE_HIGH_MULTIPLIER)
+    no_overhead_cost = rec["cost_usd"] / rec["overhead_factor"]
+    assert row["cost_low_usd"] == pytest.approx(no_overhead_cost * overhead_factor(
+        SpotAssumptions(preemptions_per_hour=0.0)))
+    assert row["cost_low_usd"] < rec["cost_usd"] < row["cost_high_usd"]
+
+
+def test_local_assumptions_move_cost_the_way_ownership_works(local_doc):
+    rec = local_doc["recommendation"]
+    rows = _by_name(sensitivity_rows(local_doc))
+    assert set(LOCAL_RANGES) <= set(rows)
+    # more use, longer life: the fixed cost spreads thinner; dearer power or hardware: dearer job
+    assert rows["utilisation"]["cost_low_usd"] > rec["cost_usd"] > rows["utilisation"]["cost_high_usd"]
+    assert rows["lifetime"]["cost_low_usd"] > rec["cost_usd"] > rows["lifetime"]["cost_high_usd"]
+    assert rows["electricity price"]["cost_low_usd"] < rec["cost_usd"] < rows["electricity price"]["cost_high_usd"]
+    assert rows["hardware price"]["cost_low_usd"] < rec["cost_usd"] < rows["hardware price"]["cost_high_usd"]
+
+
+def test_local_profile_is_rebuilt_exactly_from_the_document(local_doc):
+    from pricing.local import job_cost, load_profile
+
+    entry = next(p for p in local_doc["local_profiles"] if p["name"] == "h100-hgx")
+    rebuilt = local_profile_from(entry)
+    original = load_profile("h100-hgx")
+    assert dataclasses.replace(rebuilt, sources={}) == dataclasses.replace(original, sources={})
+    rec = local_doc["recommendation"]
+    assert job_cost(rebuilt, rec["hours"], rec["gpus"]).marginal_cost_usd == pytest.approx(rec["cost_usd"])
+
+
+def test_no_recommendation_no_rows():
+    assert sensitivity_rows({"options": [], "recommendation": None}) == []
