@@ -21,7 +21,7 @@ from launch.bundle import SPEC_NAME, default_launch_root, stage_bundle, train_re
 from launch.choose import choose_option
 from launch.commands import disk_size_gib, local_command, run_command, secrets_from_env, setup_command
 from launch.local_infra import LocalInfra, detect_local_infra
-from launch.task import OUTPUT_MOUNT, Bucket, TaskPlan, choose_bucket, sky_accelerator
+from launch.task import OUTPUT_MOUNT, TaskPlan, choose_bucket, sky_accelerator
 from train.spec import JobSpec, SpecError, dump_spec
 
 PROVIDERS = ("aws", "gcp", "azure", "lambda", "runpod")

@@ -17,7 +17,8 @@ def _rows(offers) -> list[dict]:
     out = []
     for o in offers:
         d = o.to_dict()
-        d["usd_per_gpu_hour"] = o.usd_per_gpu_hour()
+        per_gpu = o.usd_per_gpu_hour()
+        d["usd_per_gpu_hour"] = round(per_gpu, 6) if per_gpu is not None else None
         out.append({k: d[k] for k in JSON_KEYS})
     return out
 
@@ -37,7 +38,10 @@ def _table(rows: list[dict]) -> None:
                   f"{r['spot_usd_per_hour']:.2f}" if r["spot_usd_per_hour"] is not None else "-",
                   f"{r['usd_per_gpu_hour']:.2f}" if r["usd_per_gpu_hour"] is not None else "-",
                   r["zone"] or "")
-    Console(soft_wrap=True).print(t)
+    console = Console()
+    if not console.is_terminal:  # piped: do not squeeze columns to 80
+        console = Console(width=160)
+    console.print(t)
 
 
 @click.group("prices", invoke_without_command=True)

@@ -33,24 +33,58 @@ def _fits(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int, seq_len: int | N
     return fits(estimate_memory(arch, spec, gpu, world, seq_len=seq_len, batch=batch))
 
 
-def _largest(ok: Any, lo: int, hi: int) -> int | None:
-    """Largest x in [lo, hi] with ok(x), for ok monotone (true then false); None if not even lo."""
-    if not ok(lo):
+def _largest(headroom: Any, lo: int, hi: int) -> int | None:
+    """Largest x in [lo, hi] with headroom(x) >= 0, for headroom decreasing in x; None if not even lo.
+
+    Memory is affine in the tokens of a micro-batch (plus an s^2 term for eager attention), so a secant
+    through two points lands on or next to the answer; a bisection finishes whatever the secant leaves.
+    """
+    h_lo = headroom(lo)
+    if h_lo < 0:
         return None
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ok(mid):
-            lo = mid
+    if lo == hi:
+        return lo
+    x2 = min(hi, lo + max(1, lo))
+    h2 = headroom(x2)
+    if h2 >= 0:
+        if x2 == hi:
+            return hi
+        slope = (h_lo - h2) / (x2 - lo)
+        ok, bad = x2, hi + 1
+        if slope > 0:
+            guess = min(hi, x2 + int(h2 / slope))
+            if guess > ok:
+                if headroom(guess) >= 0:
+                    ok = guess
+                else:
+                    bad = guess
+            if ok < hi and ok + 1 < bad:
+                if headroom(ok + 1) < 0:
+                    return ok
+        if bad == hi + 1 and headroom(hi) >= 0:
+            return hi
+        bad = min(bad, hi)
+    else:
+        ok, bad = lo, x2
+    while bad - ok > 1:  # headroom(ok) >= 0 > headroom(bad)
+        mid = (ok + bad) // 2
+        if headroom(mid) >= 0:
+            ok = mid
         else:
-            hi = mid - 1
-    return lo
+            bad = mid
+    return ok
 
 
 def limits(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int) -> Limits:
-    max_b = _largest(lambda b: _fits(arch, spec, gpu, world, batch=b), 1, 1024)
+    def head_b(b: int) -> float:
+        return estimate_memory(arch, spec, gpu, world, batch=b).headroom_gib
+
+    def head_s(k: int) -> float:  # sequence lengths in steps of 64 tokens
+        return estimate_memory(arch, spec, gpu, world, seq_len=64 * k).headroom_gib
+
+    max_b = _largest(head_b, 1, 1024)
     max_ctx = max(arch.max_position_embeddings, spec.seq_len)
-    # sequence lengths in steps of 64 tokens
-    steps = _largest(lambda k: _fits(arch, spec, gpu, world, seq_len=64 * k), 1, max(1, max_ctx // 64))
+    steps = _largest(head_s, 1, max(1, max_ctx // 64))
     return Limits(max_batch_size=max_b, max_seq_len=None if steps is None else 64 * steps,
                   min_gpus=min_gpus(arch, spec, gpu))
 

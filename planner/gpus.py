@@ -19,6 +19,9 @@ Sources (vendor datasheets / architecture whitepapers; dense figures, no 2:4 spa
 - RTX 6000 Ada: datasheet — 364.2 TFLOPS FP16/BF16 tensor (dense), 960 GB/s.
 - MI300X: AMD datasheet — 1307.4 TFLOPS BF16 dense, 5.3 TB/s, Infinity Fabric 896 GB/s aggregate (~128 GB/s per link).
 Memory capacities are what the driver reports as total memory (nvidia-smi MiB / 1024), not the marketing GB.
+GeForce cards have no peer-to-peer over PCIe: collectives stage through host memory (~8 GB/s effective).
+`gemm_efficiency`: large-GEMM fraction of peak from public cuBLAS/hipBLASLt sweeps (A100 ~275 of 312 TFLOP/s,
+H100 SXM ~700-750 of 989, L40S ~250 of 362, L4 ~75 of 121, MI300X ~700 of 1307).
 Interconnect bandwidth is per GPU, one direction, for the collective traffic of data parallelism: NVLink figures are
 half the bidirectional datasheet number; PCIe Gen3/4/5 x16 ≈ 16/32/64 GB/s before host-bridge contention.
 """
@@ -40,32 +43,35 @@ class GPU:
     link_gbs: float  # per-GPU, one direction, for gradient/parameter collectives
     vendor: str = "nvidia"
     form: str = "datacenter"  # "datacenter" or "consumer" (GeForce: fp32-accumulate rate)
+    # Fraction of the datasheet peak that large bf16 GEMMs reach (cuBLAS/hipBLASLt, public GEMM sweeps):
+    # Hopper/Blackwell and the power-capped L4/L40S/T4 sit well below their boost-clock datasheet figure.
+    gemm_efficiency: float = 0.85
 
 
-def _g(name: str, mem_mib: int, tflops: float, bw: float, bf16: bool, ic: str, link: float, **kw: str) -> GPU:
-    return GPU(name, round(mem_mib / 1024, 2), tflops, bw, bf16, ic, link, **kw)
+def _g(name: str, mem_mib: int, tflops: float, bw: float, bf16: bool, ic: str, link: float, **kw: object) -> GPU:
+    return GPU(name, round(mem_mib / 1024, 2), tflops, bw, bf16, ic, link, **kw)  # type: ignore[arg-type]
 
 
 GPUS: dict[str, GPU] = {
     g.name: g
     for g in (
-        _g("T4", 15360, 65.0, 320, False, "pcie3", 12),
+        _g("T4", 15360, 65.0, 320, False, "pcie3", 12, gemm_efficiency=0.6),
         _g("V100", 16384, 125.0, 900, False, "nvlink", 150),
         _g("V100-32GB", 32768, 125.0, 900, False, "nvlink", 150),
         _g("A10G", 23028, 70.0, 600, True, "pcie4", 24),
-        _g("L4", 23034, 121.0, 300, True, "pcie4", 24),
-        _g("L40S", 46068, 362.0, 864, True, "pcie4", 24),
-        _g("A100", 40960, 312.0, 1555, True, "nvlink", 300),
-        _g("A100-80GB", 81920, 312.0, 2039, True, "nvlink", 300),
-        _g("H100", 81559, 989.0, 3350, True, "nvlink", 450),
-        _g("H200", 143771, 989.0, 4800, True, "nvlink", 450),
-        _g("B200", 183359, 2250.0, 8000, True, "nvlink", 900),
-        _g("RTX3090", 24576, 71.0, 936, True, "pcie4", 24, form="consumer"),
-        _g("RTX4090", 24564, 165.2, 1008, True, "pcie4", 24, form="consumer"),
+        _g("L4", 23034, 121.0, 300, True, "pcie4", 24, gemm_efficiency=0.6),
+        _g("L40S", 46068, 362.0, 864, True, "pcie4", 24, gemm_efficiency=0.7),
+        _g("A100", 40960, 312.0, 1555, True, "nvlink", 300, gemm_efficiency=0.88),
+        _g("A100-80GB", 81920, 312.0, 2039, True, "nvlink", 300, gemm_efficiency=0.88),
+        _g("H100", 81559, 989.0, 3350, True, "nvlink", 450, gemm_efficiency=0.72),
+        _g("H200", 143771, 989.0, 4800, True, "nvlink", 450, gemm_efficiency=0.74),
+        _g("B200", 183359, 2250.0, 8000, True, "nvlink", 900, gemm_efficiency=0.7),
+        _g("RTX3090", 24576, 71.0, 936, True, "pcie4", 8, form="consumer", gemm_efficiency=0.9),
+        _g("RTX4090", 24564, 165.2, 1008, True, "pcie4", 8, form="consumer", gemm_efficiency=0.9),
         _g("RTXA5000", 24564, 111.1, 768, True, "pcie4", 24),
         _g("RTXA6000", 49140, 154.8, 768, True, "pcie4", 24),
-        _g("RTX6000-Ada", 49140, 364.2, 960, True, "pcie4", 24),
-        _g("MI300X", 196592, 1307.4, 5300, True, "infinity-fabric", 300, vendor="amd"),
+        _g("RTX6000-Ada", 49140, 364.2, 960, True, "pcie4", 24, gemm_efficiency=0.7),
+        _g("MI300X", 196592, 1307.4, 5300, True, "infinity-fabric", 300, vendor="amd", gemm_efficiency=0.55),
     )
 }
 

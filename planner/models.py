@@ -305,19 +305,23 @@ class ModelArch:
 # From an HF config
 # ------------------------------------------------------------------------------------------------
 # Defaults of transformers 5.x config classes for keys hub configs often leave out (checked with
-# AutoConfig.for_model(model_type) on transformers 5.17). Only keys that change a count are listed.
+# AutoConfig.for_model(model_type) on transformers 5.17). Only keys that change a count are listed; a
+# num_key_value_heads left out means num_attention_heads for llama/phi3, a fixed number for the others.
 _TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "llama": {"tie_word_embeddings": False, "max_position_embeddings": 2048},
-    "mistral": {"tie_word_embeddings": False, "max_position_embeddings": 131072},
-    "mixtral": {"tie_word_embeddings": False, "max_position_embeddings": 131072,
+    "mistral": {"tie_word_embeddings": False, "max_position_embeddings": 131072, "num_key_value_heads": 8},
+    "mixtral": {"tie_word_embeddings": False, "max_position_embeddings": 131072, "num_key_value_heads": 8,
                 "num_local_experts": 8, "num_experts_per_tok": 2},
-    "qwen2": {"tie_word_embeddings": False, "max_position_embeddings": 32768},
-    "qwen3": {"tie_word_embeddings": False, "max_position_embeddings": 32768, "head_dim": 128},
-    "qwen3_moe": {"tie_word_embeddings": False, "max_position_embeddings": 32768, "num_experts": 128,
+    "qwen2": {"tie_word_embeddings": False, "max_position_embeddings": 32768, "num_key_value_heads": 32},
+    "qwen3": {"tie_word_embeddings": False, "max_position_embeddings": 32768, "head_dim": 128,
+              "num_key_value_heads": 32},
+    "qwen3_moe": {"tie_word_embeddings": False, "max_position_embeddings": 32768, "num_key_value_heads": 4,
+                  "num_experts": 128,
                   "num_experts_per_tok": 8, "moe_intermediate_size": 768, "decoder_sparse_step": 1,
                   "intermediate_size": 6144},
-    "gemma": {"tie_word_embeddings": True, "head_dim": 256},
-    "gemma2": {"tie_word_embeddings": True, "max_position_embeddings": 8192, "head_dim": 256},
+    "gemma": {"tie_word_embeddings": True, "head_dim": 256, "num_key_value_heads": 16},
+    "gemma2": {"tie_word_embeddings": True, "max_position_embeddings": 8192, "head_dim": 256,
+               "num_key_value_heads": 4},
     # Gemma3TextConfig defaults: multimodal gemma-3-{4,12,27}b configs give only a few text keys.
     "gemma3_text": {"tie_word_embeddings": True, "max_position_embeddings": 131072, "head_dim": 256,
                     "vocab_size": 262208, "num_attention_heads": 8, "num_key_value_heads": 4,

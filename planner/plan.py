@@ -130,7 +130,6 @@ def _comparison(spec: JobSpec, candidate: Any, *, provider: Any, region: str | N
     filters = Filters(provider=provider, region=region, spot=spot, max_hourly=max_hourly,
                       deadline_hours=deadline_hours, budget=budget, include_local=include_local)
     result = compare_options(evaluate_offer, offers, local_profiles=profiles, filters=filters).to_dict()
-    warnings.extend(getattr(offers, "warnings", []) or [])
     return result
 
 

@@ -44,16 +44,28 @@ def print_plan(doc: dict[str, Any], top: int = 10, console: Console | None = Non
 
 
 def _print_grid(console: Console, doc: dict[str, Any]) -> None:
-    t = Table(title="Per GPU type and count (memory per GPU)", title_justify="left")
-    for col, just in (("GPU", "left"), ("n", "right"), ("fits", "center"), ("peak reserved / card GiB", "right"),
+    """One row per GPU type: the fewest GPUs (of 1, 2, 4, 8) that fit; every count is in --format json."""
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for p in doc["gpus"]:
+        by_type.setdefault(p["gpu"], []).append(p)
+    t = Table(title="Each GPU type at the fewest GPUs that fit (memory per GPU; all counts: --format json)",
+              title_justify="left")
+    for col, just in (("GPU", "left"), ("GPUs", "right"), ("fits", "center"), ("peak reserved / card GiB", "right"),
                       ("tokens/s", "right"), ("MFU", "right"), ("time", "right"), ("max batch", "right"),
                       ("max seq", "right")):
         t.add_column(col, justify=just)  # type: ignore[arg-type]
-    for p in doc["gpus"]:
+    for gpu, plans in by_type.items():
+        fitting = [p for p in plans if p["fits"]]
+        p = fitting[0] if fitting else plans[-1]
         m, tp, lim = p["memory"], p["throughput"], p["limits"]
-        t.add_row(p["gpu"], str(p["gpus"]), "[green]yes[/green]" if p["fits"] else "[red]no[/red]",
-                  f"{m['peak_reserved_gib']:.1f} / {m['capacity_gib']:.0f}", _tps(tp["tokens_per_s"]),
-                  f"{tp['mfu']:.0%}", _hours(p["time"]["hours"]) if p.get("time") else "-",
+        if fitting:
+            verdict = "[green]yes[/green]"
+        else:
+            need = plans[0]["limits"].get("min_gpus")
+            verdict = f"[red]no[/red] (needs {need})" if need else "[red]no[/red]"
+        t.add_row(gpu, str(p["gpus"]), verdict, f"{m['peak_reserved_gib']:.1f} / {m['capacity_gib']:.0f}",
+                  _tps(tp["tokens_per_s"]), f"{tp['mfu']:.0%}",
+                  _hours(p["time"]["hours"]) if p.get("time") and fitting else "-",
                   str(lim["max_batch_size"] or "-"), str(lim["max_seq_len"] or "-"))
     console.print(t)
 

@@ -66,15 +66,21 @@ def throughput_row(rec: dict[str, Any], error_pct: float) -> dict[str, Any] | No
 
 
 def spot_assumptions_from(doc: dict[str, Any]):  # -> pricing.spot.SpotAssumptions
-    """The SpotAssumptions the plan used, read back from its `assumptions` rows (defaults for any missing)."""
+    """The SpotAssumptions the plan used, read back from its `assumptions` rows (defaults for any missing).
+
+    The document rounds some values to 4 decimals (restart 1/6 h -> 0.1667); a value equal to the rounded
+    default is taken as the exact default, so the costs here match the plan's own to the last digit."""
     from pricing.spot import SpotAssumptions
 
+    defaults = SpotAssumptions()
     values = {}
     for a in doc.get("assumptions") or []:
         field_name = _SPOT_FIELDS.get(str(a.get("name")))
-        if field_name and isinstance(a.get("value"), (int, float)) and not isinstance(a.get("value"), bool):
-            values[field_name] = float(a["value"])
-    return SpotAssumptions(**values)
+        value = a.get("value")
+        if field_name and isinstance(value, (int, float)) and not isinstance(value, bool):
+            default = getattr(defaults, field_name)
+            values[field_name] = default if round(default, 4) == round(float(value), 4) else float(value)
+    return dataclasses.replace(defaults, **values)
 
 
 def spot_row(rec: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any] | None:

@@ -120,6 +120,9 @@ def _parse(raw: dict[str, str]) -> Row:
     method = raw["method"].split()[0].lower()
     flags = (raw.get("other_flags") or "") + " " + raw.get("optimizer", "")
     # -- what the planner cannot represent --
+    if raw["id"].startswith("NM") and "TP" in raw["other_flags"]:
+        row.excluded["memory"] = row.excluded["throughput"] = "Megatron tensor/pipeline parallelism (not modelled)"
+        return row
     if raw["id"].startswith("PR"):
         row.excluded["memory"] = row.excluded["throughput"] = "encoder-decoder (seq2seq) model"
         return row
@@ -145,6 +148,10 @@ def _parse(raw: dict[str, str]) -> Row:
         # run cannot have been the stated configuration.
         row.excluded["memory"] = "below the 8 bytes/parameter floor of the stated AdamW bf16 configuration"
         return row
+    if raw["id"] == "TT4-5":
+        # the source: "reserved 9.29 GB ... model-init 9.13 GB": the reserved peak is set while loading and
+        # quantising the model, not by the training step the planner estimates
+        row.excluded["memory"] = "reserved peak set at model initialisation (source note), not by training"
     if method == "dora":
         method = "lora"
     # -- model --
@@ -158,7 +165,7 @@ def _parse(raw: dict[str, str]) -> Row:
         return row
     # -- spec --
     seq, mean = _seq_len(raw["seq_len"], model_id)
-    if raw["id"].startswith("TT") and raw["packing"].lower() in ("no", "unknown"):
+    if raw["id"].startswith("TT") and raw["packing"].lower() in ("no",):
         # torchtune's recipes default to the Alpaca dataset, unpacked: batches are as long as their longest sample
         seq, mean = _alpaca(model_id)
     ckpt = raw["grad_ckpt"].lower()
@@ -191,7 +198,7 @@ def _parse(raw: dict[str, str]) -> Row:
     mem, metric = raw["peak_mem_gb"], raw["mem_metric"]
     if metric.startswith("fit/OOM") or mem in ("OOM", "fits"):
         row.fit_label = mem == "fits"
-    elif mem:
+    elif mem and "memory" not in row.excluded:
         value = float(mem)
         if "GiB" in metric or row.id.startswith("TT"):  # torchtune reports GiB (bytes / 2**30)
             row.mem_target_gib = value
@@ -201,7 +208,7 @@ def _parse(raw: dict[str, str]) -> Row:
             row.mem_metric = "reserved"
         elif "GRAM" in metric:
             row.mem_metric = "smi"
-    else:
+    elif "memory" not in row.excluded:
         row.excluded["memory"] = "no memory figure"
     # -- throughput target (tokens/s per GPU) --
     unit = raw["throughput_unit"]
@@ -221,7 +228,41 @@ def _parse(raw: dict[str, str]) -> Row:
 
 def load_rows(path: str | Path) -> list[Row]:
     with open(path, newline="", encoding="utf-8") as fh:
-        return [_parse(r) for r in csv.DictReader(fh)]
+        rows = [_parse(r) for r in csv.DictReader(fh)]
+    _flag_load_peaks(rows)
+    return rows
+
+
+def _flag_load_peaks(rows: list[Row]) -> None:
+    """Exclude QLoRA memory figures that cannot be a training step's peak.
+
+    A QLoRA step holds exactly the activations of the LoRA step of the same configuration, with smaller
+    weights. So where a source publishes both (same source table, model, sequence, batch, rank, targets,
+    checkpointing), the QLoRA training peak is at most the LoRA peak minus the bytes the 4-bit weights save.
+    A QLoRA figure above that bound was set outside the training step -- typically while loading, when the
+    16-bit checkpoint is materialised on the GPU before it is quantised.
+    """
+    def key(r: Row) -> tuple:
+        sp = r.spec
+        assert sp is not None
+        return (r.id.split("-")[0], r.raw["model_hf_id"], sp.seq_len, sp.batch_size, sp.lora_r,
+                str(sp.lora_targets), sp.gradient_checkpointing, r.mem_metric)
+
+    lora = {key(r): r for r in rows if r.spec and r.spec.method == "lora" and r.mem_target_gib is not None}
+    for r in rows:
+        if not (r.spec and r.arch and r.spec.method == "qlora" and r.mem_target_gib is not None):
+            continue
+        twin = lora.get(key(r))
+        if twin is None or twin.mem_target_gib is None:
+            continue
+        bits = 4 + 8 / 64 + 32 / (64 * 256) if r.spec.double_quant else 4.5
+        saved_gib = r.arch.quantized_params() * (2 - bits / 8) / GIB
+        bound = twin.mem_target_gib - saved_gib
+        if r.mem_target_gib > bound * 1.1:
+            r.excluded["memory"] = (f"above the training-step bound from its LoRA twin {twin.id} "
+                                    f"({twin.mem_target_gib:.1f} - {saved_gib:.1f} GiB of 4-bit savings = "
+                                    f"{bound:.1f} GiB): a load-time peak")
+            r.mem_target_gib = None
 
 
 @dataclass

@@ -123,7 +123,7 @@ def load_offers(provider: str | list[str] | None = None, gpu: str | None = None,
     want_gpu = require_gpu(gpu) if gpu else None
 
     files: list[tuple[int, OffersFile]] = []
-    snap = Path(snapshot) if snapshot else BUNDLED
+    snap = Path(snapshot or os.environ.get("GPUPLAN_SNAPSHOT") or BUNDLED)  # env: pin another snapshot file
     if snap.is_file():
         try:
             files.append((0, _read(snap)))

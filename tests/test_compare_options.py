@@ -135,3 +135,18 @@ def test_evaluate_called_once_per_gpu_and_count_and_full_catalog_is_fast():
     assert set(d["options"][0]) >= {"target", "provider", "instance_type", "region", "gpu", "gpus", "spot",
                                     "usd_per_hour", "hours", "cost_usd", "fits", "pareto", "source", "as_of"}
     assert d["recommendation"]["reason"] == cmp_.reason and set(d["prices"]) == {"aws", "gcp", "azure", "lambda", "runpod"}
+
+
+def test_real_plan_document_carries_the_comparison():
+    """The lead's real estimator through plan_job: options, recommendation and prices as the plan contract says."""
+    from planner.plan import plan_job
+    from train.spec import JobSpec
+
+    doc = plan_job(JobSpec(model="llama-3.1-8b", dataset_tokens=50_000_000), deadline_hours=24, local_profiles=["rtx4090-workstation"])
+    rec = doc["recommendation"]
+    assert rec["fits"] and rec["hours"] <= 24 and rec["rank_cost"] == 1 and rec["reason"]
+    fitting = [o for o in doc["options"] if o["rank_cost"] is not None]
+    assert min(o["cost_usd"] for o in fitting) == rec["cost_usd"]
+    assert any(o["target"] == "local" for o in doc["options"])
+    assert set(doc["prices"]) == {"aws", "gcp", "azure", "lambda", "runpod"}
+    assert all({"source", "as_of", "age_days", "stale"} <= set(v) for v in doc["prices"].values())

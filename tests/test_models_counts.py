@@ -115,8 +115,14 @@ def test_original_falcon_configs_size_like_the_converted_ones(cfg: dict, hf_id: 
 @pytest.mark.parametrize("cfg", [
     {"model_type": "gpt_bigcode", "n_embd": 64, "n_layer": 2, "n_head": 4},  # n_positions, vocab from defaults
     {"model_type": "gemma3_text", "hidden_size": 128, "num_hidden_layers": 2, "intermediate_size": 256},
-    {"model_type": "qwen3", "vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-     "intermediate_size": 128},  # head_dim defaults to 128, not hidden/heads
+    {"model_type": "qwen3", "vocab_size": 1000, "hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 32,
+     "intermediate_size": 128},  # head_dim defaults to 128 (not hidden/heads), kv heads to 32
+    {"model_type": "mistral", "vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 8,
+     "intermediate_size": 128},  # kv heads default to 8
+    {"model_type": "llama", "vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 8,
+     "intermediate_size": 128},  # kv heads default to the attention heads
+    {"model_type": "qwen3_moe", "vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 2,
+     "num_attention_heads": 8, "num_experts": 4, "moe_intermediate_size": 32},
     {"model_type": "falcon", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
 ])
 def test_keys_left_out_take_the_transformers_defaults(cfg: dict) -> None:

@@ -53,12 +53,13 @@ def test_report_json_is_the_plan_document(example_report):
 
 
 def _same(a, b) -> bool:
+    """JSON value `a` equals table cell `b` (CSV text, or an XLSX cell as pandas reads it)."""
     if a is None or (isinstance(a, float) and math.isnan(a)):
         return b is None or b == "" or (isinstance(b, float) and math.isnan(b))
     if isinstance(b, float) and math.isnan(b):
         return a == "" or a == []
     if isinstance(a, bool):
-        return bool(b) == a and str(b).lower() in ("true", "false", "1", "0")
+        return str(b).lower() in (("true", "1", "1.0") if a else ("false", "0", "0.0"))
     if isinstance(a, (int, float)):
         return float(b) == float(a)
     if isinstance(a, list):
@@ -72,7 +73,7 @@ def test_options_csv_and_xlsx_equal_the_json_options(example_report):
     _, out = example_report
     doc = json.loads((out / "report.json").read_text())
     options = doc["options"]
-    csv = pd.read_csv(out / "options.csv", keep_default_na=True)
+    csv = pd.read_csv(out / "options.csv", dtype=str, keep_default_na=False)  # exact text, parsed below
     xlsx = pd.read_excel(out / "report.xlsx", sheet_name="options")
     for table in (csv, xlsx):
         assert len(table) == len(options)
@@ -88,7 +89,7 @@ def test_assumptions_csv_and_sheet_hold_every_assumption_and_price_source(exampl
 
     _, out = example_report
     doc = json.loads((out / "report.json").read_text())
-    csv = pd.read_csv(out / "assumptions.csv")
+    csv = pd.read_csv(out / "assumptions.csv", dtype=str, keep_default_na=False)
     sheet = pd.read_excel(out / "report.xlsx", sheet_name="assumptions")
     for table in (csv, sheet):
         plan_rows = table[table["scope"] == "plan"]
@@ -173,7 +174,7 @@ def test_output_folder_is_created(example_report, tmp_path):
     ("garbage", ["--from", "{dir}/bad.json", "-o", "{dir}/out"], "--from"),
     ("notplan", ["--from", "{dir}/other.json", "-o", "{dir}/out"], "--from"),
     ("none", ["--from", "{dir}/missing.json", "-o", "{dir}/out"], "--from"),
-    ("file", ["--from", "{dir}/other.json", "-o", "{dir}/afile"], "-o"),
+    ("file", ["--from", "{dir}/other.json", "-o", "{dir}/afile"], "'-o' / '--output'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, setup, args, field):
     (tmp_path / "bad.json").write_text("{not json")
@@ -184,7 +185,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, setup, args, field):
     result = gpuplan("report", *[a.format(dir=tmp_path) for a in args])
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {field}:"), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and field in lines[0], result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.sensitivity import LOCAL_RANGES, SPOT_RATE_HIGH_MULTIPLIER, local_profile_from, sensitivity_rows
+from planner.sensitivity import DEFAULT_THROUGHPUT_ERROR_PCT, LOCAL_RANGES, SPOT_RATE_HIGH_MULTIPLIER, local_profile_from, sensitivity_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,8 +36,8 @@ def spot_doc():
 
 @pytest.fixture(scope="module")
 def on_demand_doc():
-    doc = _plan(spot=False)
-    assert doc["recommendation"] and not doc["recommendation"]["spot"]
+    doc = _plan(spot=False, include_local=False)
+    assert doc["recommendation"]["target"] == "cloud" and not doc["recommendation"]["spot"]
     return doc
 
 
@@ -62,7 +62,7 @@ def test_throughput_error_moves_hours_inversely(on_demand_doc):
     rows = sensitivity_rows(on_demand_doc)
     assert [r["assumption"].startswith("throughput") for r in rows] == [True]  # on-demand cloud: nothing else
     row = rows[0]
-    e = on_demand_doc["accuracy"]["throughput_median_ape_pct"] / 100
+    e = on_demand_doc["accuracy"].get("throughput_median_ape_pct", DEFAULT_THROUGHPUT_ERROR_PCT) / 100
     assert row["base"] == rec["tokens_per_s"]
     assert row["low"] == pytest.approx(rec["tokens_per_s"] * (1 - e))
     assert row["high"] == pytest.approx(rec["tokens_per_s"] * (1 + e))

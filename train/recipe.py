@@ -193,13 +193,17 @@ def run(spec: JobSpec, *, keep_checkpoints: int = KEEP_CHECKPOINTS, progress: bo
         keep_model: bool = False) -> TrainResult:
     """Train the job `spec` describes. Raises SpecError (bad input, nothing written) or Preempted."""
     watch = PreemptionWatch().install()
-    env = init_distributed()
     try:
+        # Before the process group exists: transformers' save_pretrained writes only on rank 0 once it does,
+        # and every rank builds its own copy of the smoke model.
         with model_source(spec) as source:
-            return _run(spec, source, env, watch, keep_checkpoints, progress, keep_model)
+            env = init_distributed()
+            try:
+                return _run(spec, source, env, watch, keep_checkpoints, progress, keep_model)
+            finally:
+                shutdown(env)
     finally:
         watch.uninstall()
-        shutdown(env)
 
 
 def _run(spec: JobSpec, source: str, env: DistEnv, watch: PreemptionWatch, keep_checkpoints: int,

@@ -291,7 +291,8 @@ def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
         raise SpecError("job file", f"{p} is a directory", "give a YAML file")
     try:
         with open(p, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
+            # libyaml's C loader where present (~10x faster than the pure-Python one)
+            raw = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
