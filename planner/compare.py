@@ -92,7 +92,15 @@ def _describe(o: Option) -> str:
 
 
 def _money(x: float | None) -> str:
-    return "n/a" if x is None else f"${x:,.2f}"
+    """Dollars with cents, or three significant figures below a dollar (per-token prices are fractions)."""
+    if x is None:
+        return "n/a"
+    return f"${x:,.2f}" if abs(x) >= 1 or x == 0 else f"${x:.3g}"
+
+
+def _duration(hours: float) -> str:
+    """Hours, or minutes below an hour ("0.0 h" helps nobody)."""
+    return f"{hours:,.1f} h" if hours >= 1 else f"{max(1, round(hours * 60))} min"
 
 
 def compare_options(evaluate: Callable[[str, int], GpuPlan], offers: OfferSet, *,
@@ -229,12 +237,12 @@ def _recommend(options: list[Option], f: Filters) -> tuple[Option | None, str]:
         cond.append(f"within the {_money(f.budget)} budget")
     cond_s = (" " + " and ".join(cond)) if cond else ""
     if timed:
-        what = f"{_describe(best)} is the cheapest fitting option{cond_s} at {_money(best.cost_usd)} for {best.hours:.1f} h"
+        what = f"{_describe(best)} is the cheapest fitting option{cond_s} at {_money(best.cost_usd)} for {_duration(best.hours)}"
         if best.spot:
             what += f" (incl. x{best.overhead_factor:.2f} expected preemption overhead)"
         if fastest is best:
             return best, what + ", and also the fastest."
-        return best, (what + f"; the fastest, {_describe(fastest)}, would finish in {fastest.hours:.1f} h but cost "
+        return best, (what + f"; the fastest, {_describe(fastest)}, would finish in {_duration(fastest.hours)} but cost "
                       f"{_money(fastest.cost_usd)} ({fastest.cost_usd / best.cost_usd:.1f}x).")
     what = (f"{_describe(best)} has the lowest cost per token{cond_s} at {_money(best.usd_per_million_tokens)} per "
             f"million tokens (no dataset size given, so no total)")

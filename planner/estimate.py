@@ -114,7 +114,8 @@ def evaluate(arch: ModelArch, spec: JobSpec, gpu_name: str, gpus: int | None = N
     ok = fits(mem)
     notes: list[str] = []
     if spec.precision in ("bf16", "bf16-mixed") and not gpu.bf16:
-        notes.append(f"{gpu.name} has no bf16: use precision fp16-mixed (bf16 is emulated and slow)")
+        notes.append(f"{gpu.name} has no bf16: the trainer computes in fp16 here (precision fp16-mixed for full "
+                     "fine-tuning, which pure fp16 makes unstable)")
     if spec.parallel == "ddp" and world > 1 and not ok:
         notes.append("DDP keeps a full replica on every GPU: more GPUs do not reduce memory; try fsdp")
     if spec.optimizer == "paged-adamw-8bit":

@@ -74,13 +74,12 @@ def peak_flops(gpu: GPU, precision: str) -> float:
     """Peak dense FLOP/s for the step's matmuls.
 
     fp32 runs on TF32 tensor cores at half the 16-bit rate on Ampere and later; V100/T4 have no TF32 and
-    fall back to CUDA cores (~1/8 of their tensor rate). bf16 on a GPU without bf16 (T4, V100) is emulated.
+    fall back to CUDA cores (~1/8 of their tensor rate). On GPUs without bf16 (T4, V100) the trainer computes
+    in fp16 at the same tensor rate (the plan notes it).
     """
     base = gpu.bf16_tflops * 1e12
     if precision == "fp32":
         return base * (0.5 if gpu.bf16 else 0.125)
-    if precision in ("bf16", "bf16-mixed") and not gpu.bf16:
-        return base * 0.1
     return base
 
 
