@@ -42,6 +42,7 @@ BOOL_FLAGS: list[tuple[str, str, str]] = [
     ("gradient-checkpointing", "gradient_checkpointing", "recompute activations in backward"),
     ("packing", "packing", "pack examples into full sequences"),
     ("chunked-loss", "chunked_loss", "compute the loss in vocabulary chunks"),
+    ("compile", "compile", "torch.compile the model"),
     ("double-quant", "double_quant", "QLoRA double quantization"),
 ]
 

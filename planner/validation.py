@@ -24,8 +24,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # rows of models outside the registry must not reach a hub
 
 from planner.estimate import evaluate  # noqa: E402
-from planner.gpus import canonical_gpu
-from planner.memory import CAL, GIB
+from planner.gpus import canonical_gpu, get_gpu
+from planner.memory import CAL, GIB, estimate_memory
 from planner.models import ModelArch, resolve_model
 from train.spec import JobSpec, SpecError, spec_from_dict
 
@@ -142,12 +142,6 @@ def _parse(raw: dict[str, str]) -> Row:
         # the measurements README: TT1 RTX A6000 rows imply an implausible efficiency for that card
         row.excluded["memory"] = row.excluded["throughput"] = "TT1 RTX A6000 rows flagged implausible (README)"
         return row
-    if raw["id"] in ("LG1-6", "LG1-8", "LG1-13"):
-        # Full fine-tuning with torch AdamW in bf16-true holds weights, gradients and two moments in bf16:
-        # >= 8 bytes/parameter. These rows report 5-6.5 GB per billion parameters, below that floor, so the
-        # run cannot have been the stated configuration.
-        row.excluded["memory"] = "below the 8 bytes/parameter floor of the stated AdamW bf16 configuration"
-        return row
     if raw["id"] == "TT4-5":
         # the source: "reserved 9.29 GB ... model-init 9.13 GB": the reserved peak is set while loading and
         # quantising the model, not by the training step the planner estimates
@@ -191,6 +185,7 @@ def _parse(raw: dict[str, str]) -> Row:
         "packing": raw["packing"].lower().startswith("yes") or "full sequences" in raw["packing"],
         # torchtune recipes since v0.3 (2024-09) compute the loss with CEWithChunkedOutputLoss
         "chunked_loss": raw["id"].startswith("TT1"),
+        "compile": "torch.compile" in flags or "+compile" in flags or "uses torch.compile" in raw.get("notes", ""),
         "mean_example_tokens": mean, "dataset_examples": 1000 if mean else None,
         "gpu": _gpu(raw["gpu"]), "gpus": min(n_gpus, 8), "nodes": max(1, n_gpus // 8), "parallel": parallel,
     })
@@ -230,7 +225,52 @@ def load_rows(path: str | Path) -> list[Row]:
     with open(path, newline="", encoding="utf-8") as fh:
         rows = [_parse(r) for r in csv.DictReader(fh)]
     _flag_load_peaks(rows)
+    _flag_below_floor(rows)
     return rows
+
+
+def floor_gib(row: Row) -> float:
+    """The least memory the stated configuration must hold at its peak, per GPU.
+
+    Weights (sharded under FSDP) and optimizer states exist throughout; on top, either every gradient (at the
+    optimizer step, full fine-tuning) or every decoder layer's saved input (16-bit hidden state per token, at
+    the start of backward). Nothing else is counted, so a real run can only need more.
+    """
+    assert row.arch is not None and row.spec is not None
+    mem = estimate_memory(row.arch, row.spec, get_gpu(row.spec.gpu or "A100-80GB"), row.spec.world_size)
+    b = mem.breakdown_gib
+    tokens = row.spec.seq_len * row.spec.batch_size
+    inputs = row.arch.num_layers * 2 * row.arch.hidden_size * tokens / GIB
+    grads = 0.0
+    if row.spec.method == "full" and row.spec.parallel != "fsdp-offload":
+        grads = row.arch.total_params() * (2 if row.spec.precision == "bf16" else 4) / row.spec.world_size / GIB
+    return b["weights"] + b["adapter"] + b["optimizer"] + max(grads, inputs)
+
+
+def _flag_below_floor(rows: list[Row]) -> None:
+    """Exclude published peaks that are below what their stated configuration must hold: the run cannot
+    have been that configuration (litgpt's full fine-tunes at 5-6.5 GB per billion parameters with AdamW in
+    bf16; a torchtune 70B LoRA whose checkpointed hidden states alone exceed the figure)."""
+    for r in rows:
+        if r.spec is None or r.arch is None or r.mem_target_gib is None:
+            continue
+        floor = floor_gib(r)
+        if r.mem_target_gib < floor:
+            r.excluded["memory"] = (f"published {r.mem_target_gib:.1f} GiB is below the {floor:.1f} GiB the stated "
+                                    "configuration must hold (weights + optimizer states + gradients or "
+                                    "checkpointed layer inputs)")
+            r.mem_target_gib = None
+
+
+def _quantised_weights(r: Row) -> int:
+    """Weights a source's QLoRA quantises: litgpt's bitsandbytes plugin replaces every linear layer in the
+    blocks; torchtune (and, conservatively, any other source) quantises the LoRA-wrapped linears only."""
+    assert r.arch is not None and r.spec is not None
+    if r.id.startswith("LG"):
+        return r.arch.quantized_params()
+    targets = set(r.arch.resolve_targets(r.spec.lora_targets))
+    per_layer = sum(g.weight_params * g.count for g in r.arch.linear_groups() if g.name in targets)
+    return per_layer * r.arch.num_layers
 
 
 def _flag_load_peaks(rows: list[Row]) -> None:
@@ -256,7 +296,7 @@ def _flag_load_peaks(rows: list[Row]) -> None:
         if twin is None or twin.mem_target_gib is None:
             continue
         bits = 4 + 8 / 64 + 32 / (64 * 256) if r.spec.double_quant else 4.5
-        saved_gib = r.arch.quantized_params() * (2 - bits / 8) / GIB
+        saved_gib = _quantised_weights(r) * (2 - bits / 8) / GIB
         bound = twin.mem_target_gib - saved_gib
         if r.mem_target_gib > bound * 1.1:
             r.excluded["memory"] = (f"above the training-step bound from its LoRA twin {twin.id} "

@@ -84,6 +84,8 @@ class JobSpec:
     # cross-entropy over the vocabulary in chunks, upcasting one chunk at a time to fp32 (torchtune's
     # CEWithChunkedOutputLoss): the full fp32 logits are never held
     chunked_loss: bool = False
+    # torch.compile the model: fused kernels save fewer activations and launch fewer kernels
+    compile: bool = False
     # how much data
     dataset_tokens: int | None = None
     dataset_examples: int | None = None
@@ -137,7 +139,7 @@ _INT_FIELDS = {
     "mean_example_tokens", "gpus", "nodes", "max_steps", "save_steps", "eval_steps", "logging_steps", "seed",
 }
 _FLOAT_FIELDS = {"lora_dropout", "epochs", "learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm"}
-_BOOL_FIELDS = {"double_quant", "gradient_checkpointing", "packing", "chunked_loss", "merge_adapter"}
+_BOOL_FIELDS = {"double_quant", "gradient_checkpointing", "packing", "chunked_loss", "compile", "merge_adapter"}
 _CHOICES: dict[str, tuple[str, ...]] = {
     "method": METHODS,
     "optimizer": OPTIMIZERS,

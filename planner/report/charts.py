@@ -136,7 +136,7 @@ def _legend(parts: list[str], items: Iterable[tuple[str, str]], x: float, y: flo
     for i, (marker, text) in enumerate(items):
         yy = y + i * 16
         parts.append(marker.format(x=x + 6, y=yy))
-        parts.append(f'<text x="{x + 16:.1f}" y="{yy + 4:.1f}">{escape(text)}</text>')
+        parts.append(f'<text x="{x + 16:.1f}" y="{yy + 4:.1f}" font-size="10">{escape(text)}</text>')
 
 
 def _swatch(colour: str) -> str:
@@ -223,11 +223,11 @@ def reference_prices(doc: dict[str, Any]) -> list[tuple[str, float]]:
     out: list[tuple[str, float]] = []
     rec = doc.get("recommendation") or {}
     if rec.get("target") == "cloud" and rec.get("usd_per_gpu_hour"):
-        out.append(("recommended cloud", float(rec["usd_per_gpu_hour"])))
+        out.append(("recommended", float(rec["usd_per_gpu_hour"])))
     for p in doc.get("local_profiles") or []:
         ref = p.get("break_even_against_usd_per_gpu_hour")
         if ref and all(abs(ref - v) > 1e-9 for _, v in out):
-            out.append((f"cloud {p.get('gpu')} on-demand", float(ref)))
+            out.append((f"{p.get('gpu')} on-demand", float(ref)))
     return out
 
 
@@ -256,10 +256,10 @@ def local_vs_cloud_chart(doc: dict[str, Any], width: int = 720, height: int = 40
         cy = y(price)
         if cy < top:
             continue
-        dash = "" if name == "recommended cloud" else ' stroke-dasharray="8 4"'
+        dash = "" if name == "recommended" else ' stroke-dasharray="8 4"'
         parts.append(f'<line x1="{left}" y1="{cy:.1f}" x2="{right}" y2="{cy:.1f}" stroke="{colour}" '
                      f'stroke-width="2"{dash}><title>{escape(name)} {money(price)}/GPU-h</title></line>')
-        legend.append((_swatch(colour), f"{name} {money(price)}/GPU-h"))
+        legend.append((_swatch(colour), f"cloud {name} {money(price)}/GPU-h"))
     colours = [GREEN, PURPLE, VERMILION, GREY]
     for i, p in enumerate(profiles):
         colour = colours[i % len(colours)]
@@ -316,7 +316,7 @@ def tornado_chart(doc: dict[str, Any], width: int = 720, row_h: int = 30) -> str
     left, right, top = 250, width - 80, 30
     lo = min([base] + [min(r["cost_low_usd"], r["cost_high_usd"]) for r in rows])
     hi = max([base] + [max(r["cost_low_usd"], r["cost_high_usd"]) for r in rows])
-    pad = (hi - lo) * 0.08 or base * 0.1 or 1.0
+    pad = (hi - lo) * 0.2 or base * 0.1 or 1.0  # room for the value labels at the bar ends
     x = Axis(max(0.0, lo - pad), hi + pad, left, right)
     bottom = top + row_h * len(rows)
     label = "Sensitivity of the recommended option's cost to each assumption (tornado chart)"
