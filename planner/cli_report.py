@@ -44,4 +44,4 @@ def report(job: str | None, out_dir: str, from_json: str | None, **kwargs: Any) 
     if rec:
         click.echo(f"recommended: {rec.get('reason', '')}")
     else:
-        click.echo("no recommendation: no option fits within the given limits")
+        click.echo(f"no recommendation: {doc.get('recommendation_reason') or 'no option fits within the given limits'}")

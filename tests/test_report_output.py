@@ -90,9 +90,9 @@ def test_options_csv_and_xlsx_equal_the_json_options(example_report):
     # CSV: exact (floats written with repr). XLSX: openpyxl writes "%.16g" (Excel itself keeps 15 digits).
     for table, rel in ((csv, 0.0), (xlsx, 1e-15)):
         assert len(table) == len(options)
-        for i, opt in enumerate(options):
+        for i, (opt, row) in enumerate(zip(options, table.to_dict("records"))):
             for key, value in opt.items():
-                assert _same(value, table.iloc[i][key], rel), (i, key, value, table.iloc[i][key])
+                assert _same(value, row[key], rel), (i, key, value, row[key])
         assert int(table["recommended"].astype(str).str.lower().isin(["true", "1"]).sum()) == (
             1 if doc["recommendation"] else 0)
 

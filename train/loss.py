@@ -1,9 +1,9 @@
-"""Next-token loss computed on the completion tokens only, in chunks.
+"""Next-token loss computed on the completion tokens only, optionally in chunks (spec.chunked_loss).
 
-Instead of materialising logits for every position (batch x seq x vocab in fp32, 2 GiB for one
-8k-token row at a 128k vocabulary), the hidden states of positions with a label are gathered first
-and pushed through the LM head a chunk at a time under non-reentrant checkpointing, so at most one
-chunk of logits is alive at once. With completion-only loss this also skips the prompt positions.
+The hidden states of positions with a label are gathered first (with completion-only loss this skips the
+prompt positions). With `chunked_loss`, they go through the LM head in LOSS_CHUNKS chunks under non-reentrant
+checkpointing, so only one chunk's fp32 logits is alive at once instead of batch x seq x vocab (2 GiB for one
+8k-token row at a 128k vocabulary); without it, in one piece, as a plain Hugging Face loss would.
 The module returns the *summed* loss and the label count so the trainer can normalise over grad
 accumulation and data-parallel ranks exactly.
 """
@@ -16,7 +16,8 @@ from torch.utils.checkpoint import checkpoint
 
 from train.data import IGNORE
 
-CHUNK_TOKENS = 2048  # rows of logits per chunk: 2048 x 128k vocab x 4 B = 1 GiB at Llama-3 vocab
+# The planner models a chunked loss the same way (planner.memory.Calibration.loss_chunks).
+LOSS_CHUNKS = 8
 
 
 def _chunk_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module, softcap: float | None) -> torch.Tensor:
@@ -32,13 +33,13 @@ class CausalLMLoss(nn.Module):
     Holds the decoder stack and the LM head as its only submodules: this is the module DDP/FSDP wrap.
     """
 
-    def __init__(self, lm: nn.Module, chunk_tokens: int = CHUNK_TOKENS) -> None:
+    def __init__(self, lm: nn.Module, chunks: int = 1) -> None:
         super().__init__()
         base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
         self.decoder = base.get_decoder()
         self.head = base.get_output_embeddings()
         self.softcap = getattr(base.config, "final_logit_softcapping", None)
-        self.chunk_tokens = chunk_tokens
+        self.chunks = max(1, chunks)
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, position_ids: torch.Tensor,
                 attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,9 +50,14 @@ class CausalLMLoss(nn.Module):
         h = hidden.reshape(-1, hidden.shape[-1])[keep]
         y = flat_labels[keep]
         total = hidden.new_zeros((), dtype=torch.float32)
-        for i in range(0, y.numel(), self.chunk_tokens):
-            total = total + checkpoint(_chunk_loss, h[i: i + self.chunk_tokens], y[i: i + self.chunk_tokens],
-                                       self.head, self.softcap, use_reentrant=False)
+        if self.chunks == 1:
+            if y.numel():
+                total = total + _chunk_loss(h, y, self.head, self.softcap)
+        else:
+            size = max(1, -(-y.numel() // self.chunks))
+            for i in range(0, y.numel(), size):
+                total = total + checkpoint(_chunk_loss, h[i: i + size], y[i: i + size], self.head, self.softcap,
+                                           use_reentrant=False)
         if y.numel() == 0:  # keep every parameter in the graph so DDP's reducer is not left waiting
             total = total + 0.0 * hidden.sum()
         return total, keep.sum()

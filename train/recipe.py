@@ -225,7 +225,7 @@ def _run(spec: JobSpec, source: str, env: DistEnv, watch: PreemptionWatch, keep_
     # -- 3. model -------------------------------------------------------------------------------
     torch.manual_seed(spec.seed)  # identical LoRA init on every rank
     lm = load_model(spec, source, precision, env.device, fsdp=fsdp)
-    loss_model = _loss_module(lm)
+    loss_model = _loss_module(lm, spec)
     wrapped = _wrap(loss_model, env, spec, fsdp)
     params = [p for p in wrapped.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, spec, device_type)
@@ -357,10 +357,23 @@ def _run(spec: JobSpec, source: str, env: DistEnv, watch: PreemptionWatch, keep_
     return TrainResult(out, summary, lm if keep_model else None, tokenizer if keep_model else None)
 
 
-def _loss_module(lm):
-    from train.loss import CausalLMLoss
+def _loss_module(lm, spec: JobSpec):
+    from train.loss import LOSS_CHUNKS, CausalLMLoss
 
-    return CausalLMLoss(lm)
+    loss_model = CausalLMLoss(lm, chunks=LOSS_CHUNKS if spec.chunked_loss else 1)
+    if spec.compile:
+        _compile_layers(loss_model)
+    return loss_model
+
+
+def _compile_layers(loss_model) -> None:
+    """torch.compile each decoder layer in place (as torchtune does): the layers are identical, so one
+    compiled graph serves all of them, and the loss, data and optimizer code stays eager.
+    GPUPLAN_COMPILE_BACKEND picks the backend (default inductor; "eager" checks the wiring quickly)."""
+    backend = os.environ.get("GPUPLAN_COMPILE_BACKEND", "inductor")
+    layers = [m for m in loss_model.decoder.modules() if type(m).__name__.endswith("DecoderLayer")]
+    for layer in layers:
+        layer.compile(backend=backend)
 
 
 def _wrap(loss_model, env: DistEnv, spec: JobSpec, fsdp: bool):

@@ -67,6 +67,8 @@ def build_context(doc: dict[str, Any]) -> dict[str, Any]:
         "n_fitting": len(fitting),
         "n_pareto": sum(1 for o in options if o.get("pareto")),
         "plan": plan,
+        "plan_is_recommended": bool(plan and rec and plan.get("gpu") == rec.get("gpu")
+                                    and plan.get("gpus") == rec.get("gpus")),
         "breakdown": breakdown,
         "prices": prices,
         "assumptions": assumption_rows(doc),

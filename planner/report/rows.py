@@ -85,8 +85,7 @@ def chosen_gpu_plan(doc: dict[str, Any]) -> dict[str, Any] | None:
         for plan in plans:
             if plan.get("gpu") == rec.get("gpu") and plan.get("gpus") == rec.get("gpus"):
                 return plan
-        fitting = [p for p in plans if p.get("fits")]
-        return fitting[0] if fitting else None
+        return None
     if "memory" in doc:
         return doc
     return None
