@@ -8,7 +8,6 @@ time in hours, money in USD.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 

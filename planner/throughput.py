@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from planner.counts import arch_counts, lora_counts
 from planner.gpus import GPU
+from planner.memory import optimizer_bytes_per_param, weight_bytes
 from planner.models import ModelArch
 from planner.result import ThroughputEstimate
 from train.spec import JobSpec
@@ -151,8 +152,8 @@ def estimate_throughput(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int, no
     # optimizer step: read weights, grads, states; write weights and states (memory-bound)
     counts = arch_counts(arch)
     trainable = counts.total if spec.method == "full" else lora_counts(arch, spec.lora_r, spec.lora_targets).params
-    wb = 2 if spec.precision == "bf16" else 4
-    state = 0 if spec.optimizer == "sgd" else (2 if "8bit" in spec.optimizer else 2 * wb)
+    wb = weight_bytes(spec.precision)
+    state = optimizer_bytes_per_param(spec.optimizer, spec.precision)
     sharded = spec.parallel in ("fsdp", "fsdp-offload", "zero3") and world > 1
     shard = world if sharded else 1
     t_opt = trainable * (3 * wb + 2 * state) * TCAL.optimizer_traffic_factor / shard / bw

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pricing.gpus import canonical_gpu, gpu_memory_gib
 from pricing.offer import Dropped, Offer
-from pricing.validate import ZoneRow, aggregate, spread_warnings, validate_rows
+from pricing.validate import ZoneRow, offers_from_rows, spread_warnings
 
 # GCP GPU-only row (accelerator, count) -> host machine types it attaches to (GCP "GPU machine types" docs).
 # T4/V100 attach to N1 VMs of any size; the catalogs carry no n1 host rows, so those GPUs cannot be priced.
@@ -167,13 +167,8 @@ def read_catalog(path: Path, provider: str, source: str, as_of: str
                  ) -> tuple[list[Offer], list[Dropped], list[str]]:
     """Validated offers (one per instance type x region) from one catalog file, plus what was dropped."""
     zone_rows, dropped = read_zone_rows(path, provider)
-    kept, bad = validate_rows(zone_rows)
+    offers, bad = offers_from_rows(zone_rows, source, as_of)
     dropped += bad
-    offers = []
-    for (prov, itype, region), a in sorted(aggregate(kept).items()):
-        r: ZoneRow = a["row"]
-        offers.append(Offer(prov, itype, region, a["zone"], r.gpu, r.gpu_count, _memory(r.gpu, None), r.vcpus,
-                            r.ram_gib, a["price"], a["spot"], source, as_of, list(a["notes"])))
     warnings = spread_warnings(offers)
     return offers, dropped, warnings
 

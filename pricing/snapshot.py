@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pricing.errors import PricingInputError
-from pricing.offer import COLUMNS, PROVIDERS, Dropped, Offer, offer_from_row, offer_to_row
+from pricing.offer import COLUMNS, PROVIDERS, Offer, offer_from_row, offer_to_row
 
 FORMAT = "gpuplan-offers/1"
 BUNDLED = Path(__file__).resolve().parent / "data" / "offers.json"

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pricing.offer import Dropped
+from pricing.gpus import gpu_memory_gib
+from pricing.offer import Dropped, Offer
 
 MIN_SPOT_FRACTION = 0.02  # spot below 2 % of on-demand is a placeholder (AWS spot floors are ~10 % of on-demand)
 MAX_GPUS_PER_INSTANCE = 16  # largest single VMs: GCP a2-megagpu-16g (16x A100)
@@ -103,6 +104,20 @@ def aggregate(rows: list[ZoneRow]) -> dict[tuple[str, str, str], dict]:
             a["notes"].append(
                 f"on-demand differs between zones ({min(a['prices']):g}..{max(a['prices']):g}); cheapest shown")
     return out
+
+
+def offers_from_rows(rows: list[ZoneRow], source: str, as_of: str) -> tuple[list[Offer], list[Dropped]]:
+    """Every source's last step: validate per-zone rows, then one offer per provider x instance type x region
+    (cheapest on-demand, cheapest spot and its zone)."""
+    kept, dropped = validate_rows(rows)
+    offers = []
+    for (prov, itype, region), a in sorted(aggregate(kept).items()):
+        r: ZoneRow = a["row"]
+        memory = gpu_memory_gib(r.gpu)
+        offers.append(Offer(prov, itype, region, a["zone"], r.gpu, r.gpu_count,
+                            float(memory) if memory is not None else None, r.vcpus, r.ram_gib, a["price"], a["spot"],
+                            source, as_of, list(a["notes"])))
+    return offers, dropped
 
 
 def spread_warnings(offers: list) -> list[str]:

@@ -7,9 +7,8 @@ import re
 from typing import Any
 
 from pricing.errors import RefreshError
-from pricing.gpus import gpu_memory_gib
 from pricing.offer import Dropped, Offer
-from pricing.validate import ZoneRow, aggregate, validate_rows
+from pricing.validate import ZoneRow, offers_from_rows
 
 # EC2 GPU instance family -> canonical GPU (AWS EC2 accelerated computing instance docs)
 FAMILY_GPU = {
@@ -109,10 +108,5 @@ def fetch_aws(regions: list[str], *, as_of: str, timeout: float, progress, attem
             for zone, price in zones or [(None, None)]:
                 rows.append(ZoneRow("aws", itype, region, zone, gpu, count, r["vcpus"], r["ram_gib"],
                                     r["usd_per_hour"], price))
-    kept, dropped = validate_rows(rows)
-    offers = []
-    for (prov, itype, region), a in sorted(aggregate(kept).items()):
-        r = a["row"]
-        offers.append(Offer(prov, itype, region, a["zone"], r.gpu, r.gpu_count, gpu_memory_gib(r.gpu), r.vcpus,
-                            r.ram_gib, a["price"], a["spot"], source, as_of, list(a["notes"])))
+    offers, dropped = offers_from_rows(rows, source, as_of)
     return offers, dropped, source

@@ -10,9 +10,8 @@ import re
 from typing import Any
 
 from pricing.errors import RefreshError
-from pricing.gpus import gpu_memory_gib
 from pricing.offer import Dropped, Offer
-from pricing.validate import ZoneRow, aggregate, validate_rows
+from pricing.validate import ZoneRow, offers_from_rows
 
 COMPUTE_SERVICE = "services/6F81-5844-456A"  # Compute Engine in the Cloud Billing catalog
 # Compute accelerator type -> canonical GPU
@@ -149,11 +148,6 @@ def fetch_gcp(regions: list[str] | None, *, as_of: str, timeout: float, progress
                 continue
             rows.append(ZoneRow("gcp", mt.name, region, zone, gpu, count, vcpus, ram, od, sp,
                                 [f"price = {count} GPU + {vcpus:g} vCPU + {ram:g} GiB SKUs ({fam})"]))
-    kept, bad = validate_rows(rows)
+    offers, bad = offers_from_rows(rows, source, as_of)
     dropped += bad
-    offers = []
-    for (prov, itype, region), a in sorted(aggregate(kept).items()):
-        r = a["row"]
-        offers.append(Offer(prov, itype, region, a["zone"], r.gpu, r.gpu_count, gpu_memory_gib(r.gpu), r.vcpus,
-                            r.ram_gib, a["price"], a["spot"], source, as_of, list(a["notes"])))
     return offers, dropped, source
