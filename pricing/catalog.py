@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,10 @@ def _read_cached(path: str, mtime_ns: int) -> OffersFile:
 
 def _read(path: Path) -> OffersFile:
     return _read_cached(str(path), path.stat().st_mtime_ns)
+
+
+# The catalog format SkyPilot 0.14 reads (~/.sky/catalogs/v8).
+CURRENT_CATALOG_VERSION = 8
 
 
 def sky_catalog_dirs() -> list[Path]:
@@ -181,6 +186,12 @@ def load_offers(provider: str | list[str] | None = None, gpu: str | None = None,
         sources[p] = {"source": src, "as_of": as_of, "age_days": age, "stale": stale}
         if len(used[p]) > 1:
             sources[p]["also"] = sorted(s for s in used[p] if s != src)
+        version = re.search(r"catalog v(\d+)", src)
+        if version and int(version.group(1)) < CURRENT_CATALOG_VERSION:
+            # as_of is when the snapshot was built; an older catalog format means older prices than that
+            sources[p]["note"] = f"older SkyPilot catalog (v{version.group(1)}); prices may predate as_of"
+            warnings.append(f"{p} prices come from an older SkyPilot catalog (v{version.group(1)}, current v"
+                            f"{CURRENT_CATALOG_VERSION}) and may be out of date; check them before relying on them")
         if stale:
             warnings.append(f"{p} prices are {age} days old (as of {as_of}, {src}); "
                             f"run `gpuplan prices refresh --provider {p}` or rebuild the snapshot"
