@@ -67,6 +67,10 @@ def pricing_options(func: Any) -> Any:
         click.option("--budget", type=float, default=None, help="max USD for the job"),
         click.option("--local-profile", multiple=True, help="local cost profile: preset name or YAML (repeatable)"),
         click.option("--no-local", is_flag=True, default=False, help="leave local hardware out of the comparison"),
+        click.option("--runs-per-month", type=float, default=None,
+                     help="derive local utilisation from a workload: this job N times a month"),
+        click.option("--other-use-hours", type=float, default=0.0, show_default=True,
+                     help="other busy hours a month on the local GPUs (with --runs-per-month)"),
     ]
     for opt in reversed(opts):
         func = opt(func)
@@ -97,7 +101,8 @@ def plan_from_cli(job: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
     return plan_job(spec, provider=providers, region=kwargs.get("region"), spot=kwargs.get("spot"),
                     max_hourly=kwargs.get("max_hourly"), deadline_hours=kwargs.get("deadline_hours"),
                     budget=kwargs.get("budget"), local_profiles=list(kwargs.get("local_profile") or []) or None,
-                    include_local=not kwargs.get("no_local"))
+                    include_local=not kwargs.get("no_local"), runs_per_month=kwargs.get("runs_per_month"),
+                    other_use_hours=kwargs.get("other_use_hours") or 0.0)
 
 
 @click.command("plan")

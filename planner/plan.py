@@ -56,10 +56,13 @@ def _gpu_plan_fields(plan: GpuPlan) -> dict[str, Any]:
 def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: str | None = None,
              spot: bool | None = None, max_hourly: float | None = None, deadline_hours: float | None = None,
              budget: float | None = None, local_profiles: Iterable[str] | None = None, include_local: bool = True,
-             compare: bool = True, arch: ModelArch | None = None, today: _dt.date | None = None) -> dict[str, Any]:
+             runs_per_month: float | None = None, other_use_hours: float = 0.0, compare: bool = True,
+             arch: ModelArch | None = None, today: _dt.date | None = None) -> dict[str, Any]:
     """Size `spec` (on spec.gpu, or on every GPU type x 1/2/4/8 when spec.gpu is None), price it, recommend.
 
-    `local_profiles`: preset names or YAML paths; None = the bundled presets.
+    `local_profiles`: preset names or YAML paths; None = the bundled presets. `runs_per_month`: derive each
+    local profile's utilisation from a workload -- this job N times a month on that profile's GPUs, plus
+    `other_use_hours` of other work a month -- instead of the profile's own figure.
     """
     arch = arch or resolve_model(spec.model)
     if spec.gpu:
@@ -91,7 +94,8 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
     if compare:
         doc.update(_comparison(spec, candidate, provider=provider, region=region, spot=spot, max_hourly=max_hourly,
                                deadline_hours=deadline_hours, budget=budget, local_profiles=local_profiles,
-                               include_local=include_local, today=today, warnings=warnings))
+                               include_local=include_local, runs_per_month=runs_per_month,
+                               other_use_hours=other_use_hours, today=today, warnings=warnings))
     doc["accuracy"] = measured_accuracy()
     doc["assumptions"] = doc.get("assumptions", []) + estimator_assumptions()
     if compare:
@@ -108,11 +112,12 @@ def _trainable(arch: ModelArch, spec: JobSpec) -> int:
 
 def _comparison(spec: JobSpec, candidate: Any, *, provider: Any, region: str | None, spot: bool | None,
                 max_hourly: float | None, deadline_hours: float | None, budget: float | None,
-                local_profiles: Iterable[str] | None, include_local: bool, today: _dt.date | None,
-                warnings: list[str]) -> dict[str, Any]:
+                local_profiles: Iterable[str] | None, include_local: bool, runs_per_month: float | None,
+                other_use_hours: float, today: _dt.date | None, warnings: list[str]) -> dict[str, Any]:
     from planner.compare import Filters, compare_options
     from pricing.catalog import load_offers
-    from pricing.local import load_profile, presets
+    from pricing.errors import PricingInputError
+    from pricing.local import load_profile, presets, utilisation_from_workload
 
     offers = load_offers(provider=provider, region=region, today=today)
     # Offers of GPUs the planner has no table entry for (K80, P100, ...) cannot be sized: leave them out.
@@ -123,6 +128,21 @@ def _comparison(spec: JobSpec, candidate: Any, *, provider: Any, region: str | N
         names = list(local_profiles) if local_profiles else list(presets())
         profiles = [load_profile(n) for n in names]
         profiles = [p for p in profiles if _known_gpu(p.gpu)]
+    if runs_per_month is not None:
+        if runs_per_month <= 0 or other_use_hours < 0:
+            raise PricingInputError("runs_per_month", "must be > 0 (and other use hours >= 0)",
+                                    "e.g. --runs-per-month 4 --other-use-hours 100")
+        workload = []
+        for p in profiles:
+            plan = candidate(canonical_gpu(p.gpu), p.gpu_count)
+            if plan.time is None:
+                raise PricingInputError("runs_per_month", "needs the job's length",
+                                        "give dataset_tokens (or dataset_examples x mean_example_tokens)")
+            u = max(0.001, utilisation_from_workload(runs_per_month, plan.time.hours, other_use_hours))
+            why = (f"derived: {runs_per_month:g} runs/month x {plan.time.hours:.2f} h + {other_use_hours:g} h other "
+                   f"use, over 730 h/month")
+            workload.append(dataclasses.replace(p, utilisation=round(u, 4), sources={**p.sources, "utilisation": why}))
+        profiles = workload
 
     def evaluate_offer(gpu_name: str, n: int) -> GpuPlan:
         return candidate(canonical_gpu(gpu_name), n)

@@ -139,3 +139,15 @@ def test_the_plan_path_imports_no_heavy_library():
             "'huggingface_hub', 'launch') if m in sys.modules]\nprint(heavy)")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_runs_per_month_derives_local_utilisation_from_the_jobs_own_hours():
+    r = gpuplan("plan", "examples/llama3-8b-qlora.yaml", "--local-profile", "l40s-server", "--runs-per-month", "20",
+                "--other-use-hours", "100", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    (profile,) = d["local_profiles"]
+    l40s = next(p for p in d["gpus"] if p["gpu"] == "L40S" and p["gpus"] == 4)
+    expected = (20 * l40s["time"]["hours"] + 100) / 730
+    assert profile["utilisation"] == pytest.approx(expected, abs=1e-3)
+    assert any("derived: 20 runs/month" in a["source"] for a in profile["assumptions"])
