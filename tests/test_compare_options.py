@@ -1,7 +1,6 @@
 """The cost comparison: fit, hours, cost, ranking, Pareto front and the recommendation."""
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -123,14 +122,13 @@ def test_local_profiles_priced_by_ownership_and_break_even_reported():
     assert block["marginal_cost_usd"] == pytest.approx(energy * loc.hours)
 
 
-def test_evaluate_called_once_per_gpu_and_count_and_full_catalog_is_fast():
+def test_evaluate_is_called_once_per_gpu_and_count_over_the_full_catalog():
+    # (its speed is measured by benchmarks/cli_latency.py, not asserted here)
     calls: list = []
     offers = load_offers(user_caches=False)
-    t = time.perf_counter()
     cmp_ = compare_options(fake_evaluate(calls), offers, local_profiles=list(presets().values()))
-    elapsed = time.perf_counter() - t
     assert len(calls) == len(set(calls))
-    assert len(cmp_.options) > 1000 and elapsed < 0.1
+    assert len(cmp_.options) > 1000
     d = cmp_.to_dict()
     assert set(d["options"][0]) >= {"target", "provider", "instance_type", "region", "gpu", "gpus", "spot",
                                     "usd_per_hour", "hours", "cost_usd", "fits", "pareto", "source", "as_of"}

@@ -161,16 +161,16 @@ def test_quantized_and_lm_head_split_for_a_dense_model() -> None:
     assert tied.lm_head_params() == 0 and tied.tie_embeddings
 
 
-def test_loading_the_registry_is_fast_and_imports_no_ml_library() -> None:
-    code = ("import sys, time; t = time.perf_counter(); from planner.models import resolve_model, registry_ids; "
-            "registry_ids(); a = resolve_model('Qwen/Qwen2.5-72B-Instruct'); a.total_params(); "
-            "print(time.perf_counter() - t, a.total_params(), "
-            "any(m in sys.modules for m in ('torch', 'transformers', 'huggingface_hub', 'numpy')))")
+def test_loading_the_registry_imports_no_ml_library() -> None:
+    # (its speed is part of benchmarks/cli_latency.py, not asserted here)
+    code = ("import sys; from planner.models import resolve_model, registry_ids; "
+            "registry_ids(); a = resolve_model('Qwen/Qwen2.5-72B-Instruct'); "
+            "print(a.total_params(), any(m in sys.modules for m in ('torch', 'transformers', 'huggingface_hub', "
+            "'numpy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    seconds, total, heavy = float(out[0]), int(out[1]), out[2]
+    total, heavy = int(out[0]), out[1]
     assert total == 72_706_203_648
     assert heavy == "False"
-    assert seconds < 0.25  # measured ~0.03 s (train.spec import included); registry load alone ~2 ms
 
 
 def test_unlisted_llama_style_type_is_sized_but_marked_approximate(tmp_path: Path) -> None:

@@ -159,7 +159,6 @@ def apis():
 def moto_ec2():
     """moto's EC2 in server mode, its spot price history seeded with realistic per-zone prices."""
     from moto.ec2.responses.spot_instances import SpotInstances
-    from moto.core.responses import ActionResult
     from moto.server import ThreadedMotoServer
 
     seeded = {("p5.48xlarge", "us-east-1a"): "14.2460", ("p5.48xlarge", "us-east-1b"): "16.9000",
