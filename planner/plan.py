@@ -150,7 +150,24 @@ def _comparison(spec: JobSpec, candidate: Any, *, provider: Any, region: str | N
     filters = Filters(provider=provider, region=region, spot=spot, max_hourly=max_hourly,
                       deadline_hours=deadline_hours, budget=budget, include_local=include_local)
     result = compare_options(evaluate_offer, offers, local_profiles=profiles, filters=filters).to_dict()
+    _break_even_vs_recommendation(result, profiles)
     return result
+
+
+def _break_even_vs_recommendation(result: dict[str, Any], profiles: list[Any]) -> None:
+    """Each local profile's break-even utilisation against the recommended cloud option's $/GPU-hour (the
+    report's local-versus-cloud chart marks it)."""
+    from pricing.local import break_even_utilisation
+
+    rec = result.get("recommendation")
+    by_name = {p.name: p for p in profiles}
+    for entry in result.get("local_profiles", []):
+        p = by_name.get(entry["name"])
+        if rec is None or rec.get("target") != "cloud" or p is None:
+            entry["break_even_vs_recommendation"] = None
+            continue
+        entry["break_even_vs_recommendation"] = break_even_utilisation(p, rec["usd_per_gpu_hour"])
+        entry["recommendation_usd_per_gpu_hour"] = rec["usd_per_gpu_hour"]
 
 
 @lru_cache(maxsize=None)
