@@ -22,6 +22,7 @@ from launch.choose import choose_option
 from launch.commands import disk_size_gib, local_command, run_command, secrets_from_env, setup_command
 from launch.local_infra import LocalInfra, detect_local_infra
 from launch.task import OUTPUT_MOUNT, TaskPlan, choose_bucket, sky_accelerator
+from pricing.cache import write_atomic
 from train.spec import JobSpec, SpecError, dump_spec
 
 PROVIDERS = ("aws", "gcp", "azure", "lambda", "runpod")
@@ -206,7 +207,7 @@ def _prepare_local(spec: JobSpec, plan: Mapping[str, Any], gpu: str | None, gpus
             notes.append("no local cost profile matches this machine: pass --local-profile NAME|FILE for a cost")
         name = job_name(spec, "local", None)
         bundle = root / name
-        _write_spec(bundle / SPEC_NAME, dump_spec(spec))
+        write_atomic(bundle / SPEC_NAME, dump_spec(spec))
         argv = local_command(sys.executable, nproc, str(bundle / SPEC_NAME))
         return Prepared("local", "direct", name, spec, option, bundle, local=local, argv=argv, notes=notes)
     # SkyPilot on the user's own Kubernetes context or SSH node pool.
@@ -236,21 +237,6 @@ def _prepare_local(spec: JobSpec, plan: Mapping[str, Any], gpu: str | None, gpus
     )
     return Prepared("local", "cluster", name, remote, option, bundle, task_plan=tp, local=local,
                     secrets=secrets, notes=notes)
-
-
-def _write_spec(path: Path, text: str) -> None:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def local_price(prepared: Prepared, plan: Mapping[str, Any]) -> tuple[str, str, float] | None:

@@ -10,10 +10,10 @@ The file is rewritten atomically; $SKYPILOT_GLOBAL_CONFIG relocates it as it doe
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from pricing.cache import write_atomic
 from train.spec import SpecError
 
 
@@ -42,16 +42,5 @@ def set_local_gpu_price(context: str, gpu: str, usd_per_gpu_hour: float, path: P
     k8s = config.setdefault("kubernetes", {})
     ctx = k8s.setdefault("context_configs", {}).setdefault(context, {})
     ctx.setdefault("pricing", {}).setdefault("accelerators", {})[gpu] = round(float(usd_per_gpu_hour), 6)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".config.", suffix=".yaml", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(config, fh, sort_keys=False)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    # a new config is private (it may come to hold credentials' paths); an existing one keeps its mode
+    return write_atomic(path, yaml.safe_dump(config, sort_keys=False), mode=0o600)

@@ -48,14 +48,30 @@ def locked(directory: Path, timeout_s: float = 30.0) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to path atomically (temp file in the same directory + fsync + os.replace)."""
+def write_atomic(path: str | os.PathLike[str], data: str | bytes, *, mode: int | None = None) -> Path:
+    """Write text or bytes to `path` atomically: temp file in the same directory, fsync, os.replace.
+
+    A reader, or a crash, sees the old file or the whole new one, never half of either. The result keeps an
+    existing file's permissions; a new file gets `mode`, or the usual 0o666 minus the umask (mkstemp alone
+    would leave every file owner-only). The planner, reports and launch write through this one function;
+    the shipped trainer keeps its own copy (train/fsio.py) because it imports nothing of ours.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        final_mode = path.stat().st_mode & 0o777
+    elif mode is not None:
+        final_mode = mode
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        final_mode = 0o666 & ~umask
+    payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        os.fchmod(fd, final_mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -63,3 +79,4 @@ def write_atomic(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    return path

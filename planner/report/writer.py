@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from planner.report.atomic import write_bytes_atomic
+from pricing.cache import write_atomic
 from train.spec import SpecError
 
 FORMATS = ("json", "html", "pdf", "csv", "xlsx")
@@ -93,4 +93,4 @@ def write_report(doc: dict[str, Any], out_dir: str | os.PathLike[str],
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SpecError("-o", f"cannot create {target} ({exc.strerror})", "give a writable folder") from None
-    return {name: write_bytes_atomic(target / name, data) for name, data in files.items()}
+    return {name: write_atomic(target / name, data) for name, data in files.items()}
