@@ -18,6 +18,10 @@ from pricing.local import LocalProfile, job_cost, summary
 from pricing.spot import SpotAssumptions, overhead_factor
 
 MULTI_NODE_COUNTS = (2, 4)
+# The recommendation pays up to this much more than the cheapest option to finish sooner: among options on
+# the cost/time Pareto front, it takes the fastest one within (1 + PAY_FOR_SPEED) x the cheapest cost. A
+# 13-hour job for $0.76 loses to a 52-minute one for $0.83. Listed in the plan's assumptions.
+PAY_FOR_SPEED = 0.10
 
 
 @dataclass
@@ -182,7 +186,10 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan], offers: OfferSet, *
     if not any(o.fits for o in options):
         warnings.append("no option fits this job on any GPU considered; see the plan's suggestions")
     assumptions = spot.assumptions() + [{"name": "spot overhead factor", "value": round(spot_factor, 4),
-                                         "unit": "x", "source": "pricing.spot model from the assumptions above"}]
+                                         "unit": "x", "source": "pricing.spot model from the assumptions above"},
+                                        {"name": "recommendation: extra cost accepted to finish sooner",
+                                         "value": PAY_FOR_SPEED, "unit": "fraction of the cheapest cost",
+                                         "source": "planner.compare.PAY_FOR_SPEED (among Pareto-front options)"}]
     return Comparison(options, rec, reason, offers.prices(), warnings, local_summaries, assumptions)
 
 
@@ -227,26 +234,38 @@ def _recommend(options: list[Option], f: Filters) -> tuple[Option | None, str]:
             return None, "Nothing fits: no GPU type and count considered has enough memory for this job as given."
         limits = [s for s, v in (("deadline", f.deadline_hours), ("budget", f.budget)) if v is not None]
         return None, f"No fitting option meets the {' and '.join(limits) or 'filters'}; relax it to see a recommendation."
-    best = ranked[0]
+    cheapest = min(ranked, key=lambda o: o.rank_cost)
     fastest = min(ranked, key=lambda o: o.rank_time)
-    timed = best.hours is not None
+    timed = cheapest.hours is not None
+    cost = (lambda o: o.cost_usd) if timed else (lambda o: o.usd_per_million_tokens)
+    front = [o for o in ranked if o.pareto and cost(o) <= cost(cheapest) * (1 + PAY_FOR_SPEED)]
+    best = min(front or [cheapest], key=lambda o: o.rank_time)
     cond = []
     if f.deadline_hours is not None:
         cond.append(f"meeting the {f.deadline_hours:g} h deadline")
     if f.budget is not None:
         cond.append(f"within the {_money(f.budget)} budget")
     cond_s = (" " + " and ".join(cond)) if cond else ""
+    spot_note = f" (incl. x{best.overhead_factor:.2f} expected preemption overhead)" if best.spot else ""
     if timed:
-        what = f"{_describe(best)} is the cheapest fitting option{cond_s} at {_money(best.cost_usd)} for {_duration(best.hours)}"
-        if best.spot:
-            what += f" (incl. x{best.overhead_factor:.2f} expected preemption overhead)"
+        if best is cheapest:
+            what = f"{_describe(best)} is the cheapest fitting option{cond_s} at {_money(best.cost_usd)} for " \
+                   f"{_duration(best.hours)}{spot_note}"
+        else:
+            extra = best.cost_usd / cheapest.cost_usd - 1
+            what = (f"{_describe(best)} finishes in {_duration(best.hours)} for {_money(best.cost_usd)}{cond_s}"
+                    f"{spot_note}: {extra:.0%} more than the cheapest, {_describe(cheapest)} at "
+                    f"{_money(cheapest.cost_usd)}, which would take {_duration(cheapest.hours)}")
         if fastest is best:
-            return best, what + ", and also the fastest."
+            return best, what + "; nothing fitting is faster."
         return best, (what + f"; the fastest, {_describe(fastest)}, would finish in {_duration(fastest.hours)} but cost "
                       f"{_money(fastest.cost_usd)} ({fastest.cost_usd / best.cost_usd:.1f}x).")
-    what = (f"{_describe(best)} has the lowest cost per token{cond_s} at {_money(best.usd_per_million_tokens)} per "
-            f"million tokens (no dataset size given, so no total)")
+    what = (f"{_describe(best)} costs {_money(best.usd_per_million_tokens)} per million tokens{cond_s} "
+            f"(no dataset size given, so no total)")
+    if best is not cheapest:
+        what += (f", {best.usd_per_million_tokens / cheapest.usd_per_million_tokens - 1:.0%} more than the cheapest, "
+                 f"{_describe(cheapest)}, at {best.tokens_per_s / cheapest.tokens_per_s:.1f}x its speed")
     if fastest is best:
-        return best, what + ", and is also the fastest."
+        return best, what + "; nothing fitting is faster."
     return best, (what + f"; the fastest, {_describe(fastest)}, runs {fastest.tokens_per_s / best.tokens_per_s:.1f}x "
                   f"faster at {_money(fastest.usd_per_million_tokens)} per million tokens.")

@@ -148,3 +148,29 @@ def test_real_plan_document_carries_the_comparison():
     assert any(o["target"] == "local" for o in doc["options"])
     assert set(doc["prices"]) == {"aws", "gcp", "azure", "lambda", "runpod"}
     assert all({"source", "as_of", "age_days", "stale"} <= set(v) for v in doc["prices"].values())
+
+
+def test_the_recommendation_pays_a_little_more_to_finish_much_sooner():
+    """Among Pareto options it takes the fastest within PAY_FOR_SPEED of the cheapest, and says so."""
+    from planner.compare import PAY_FOR_SPEED, Filters, _rank, _recommend
+    from planner.result import Option
+
+    def opt(name, usd, hours):
+        return Option(target="cloud", provider="aws", instance_type=name, region="r", gpu="H100", gpus=1,
+                      spot=False, usd_per_hour=usd / hours, hours=hours, cost_usd=usd, fits=True,
+                      usd_per_gpu_hour=usd / hours, tokens_per_s=1.0)
+
+    slow = opt("slow", 1.00, 13.0)
+    quick = opt("quick", 1.00 * (1 + PAY_FOR_SPEED) - 0.01, 1.0)
+    fastest = opt("fastest", 3.00, 0.1)
+    opts = [slow, quick, fastest]
+    _rank(opts, Filters())
+    rec, reason = _recommend(opts, Filters())
+    assert rec is quick
+    assert "more than the cheapest" in reason and "slow" in reason and "fastest" in reason
+    # beyond the tolerance, the cheapest wins
+    dear = opt("dear", 1.00 * (1 + PAY_FOR_SPEED) + 0.05, 1.0)
+    opts = [opt("slow", 1.00, 13.0), dear]
+    _rank(opts, Filters())
+    rec, _ = _recommend(opts, Filters())
+    assert rec.instance_type == "slow"
