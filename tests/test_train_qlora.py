@@ -241,3 +241,18 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, case):
     assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_fsdp_without_gpus_is_refused_with_one_line_per_rank(tmp_path):
+    """PyTorch's FSDP needs an accelerator: on CPUs the trainer says so instead of crashing in FSDP."""
+    from train.distributed import torchrun_command
+
+    out = tmp_path / "fsdp"
+    cmd = torchrun_command(str(SMOKE), ["--output-dir", str(out), "--max-steps", "2", "--parallel", "fsdp",
+                                        "--no-progress"],
+                           env={"SKYPILOT_NUM_GPUS_PER_NODE": "2"}, python=sys.executable)
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=150)
+    assert proc.returncode != 0
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert ours and all("parallel: fsdp needs GPUs" in line for line in ours), proc.stderr[-2000:]
+    assert not out.exists()

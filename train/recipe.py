@@ -216,6 +216,10 @@ def _run(spec: JobSpec, source: str, env: DistEnv, watch: PreemptionWatch, keep_
     fsdp = spec.parallel in ("fsdp", "fsdp-offload") and env.distributed
     if spec.parallel == "zero3":
         raise SpecError("parallel", "DeepSpeed ZeRO-3 is not part of the bundled trainer", "use fsdp (equivalent sharding)")
+    if fsdp and device_type == "cpu":
+        # PyTorch's FSDP (v1) refuses to wrap a model without an accelerator
+        raise SpecError("parallel", f"{spec.parallel} needs GPUs and this run has none",
+                        "use parallel: ddp on CPUs (or run on GPUs)")
     tokenizer, data = prepare_inputs(spec, source, env.world_size)
     steps = total_steps(spec, data.micro_per_epoch, env.world_size)
     bf16_ok = device_type == "cuda" and torch.cuda.is_bf16_supported()
