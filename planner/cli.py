@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "prices": "planner.cli_prices:prices",
     "report": "planner.cli_report:report",
     "launch": "planner.cli_launch:launch",
+    "check": "planner.cli_check:check",
 }
 
 
@@ -30,6 +31,7 @@ SUMMARIES = {
     "prices": "List cloud GPU offers; refresh live prices; build the bundled snapshot.",
     "report": "Write a finance report (HTML, PDF, CSV, XLSX, JSON) for a job.",
     "launch": "Run the bundled training package on a cloud (SkyPilot) or local GPUs.",
+    "check": "Compare a real run's summary.json (memory, tokens/s) with the plan.",
 }
 
 

@@ -110,3 +110,26 @@ def canonical_gpu(name: str, field: str = "gpu") -> str:
 
 def get_gpu(name: str, field: str = "gpu") -> GPU:
     return GPUS[canonical_gpu(name, field)]
+
+
+# torch.cuda.get_device_name() -> table name: the first pattern found in the upper-cased device name wins
+# ("NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", "NVIDIA GeForce RTX 4090", "Tesla T4", "AMD Instinct MI300X").
+_DEVICE_PATTERNS: list[tuple[str, str | None]] = [
+    ("RTX 6000 ADA", "RTX6000-Ada"), ("RTX A6000", "RTXA6000"), ("RTX A5000", "RTXA5000"), ("RTX 4090", "RTX4090"),
+    ("RTX 3090", "RTX3090"), ("MI300X", "MI300X"), ("B200", "B200"), ("H200", "H200"), ("H100", "H100"),
+    ("A100", "A100"), ("A10G", "A10G"), ("L40S", "L40S"), ("L40", None), ("L4", "L4"), ("V100", "V100"), ("T4", "T4"),
+]
+
+
+def gpu_from_device_name(device_name: str, memory_gib: float | None = None) -> str | None:
+    """The table's name for a CUDA/ROCm device name, using the memory size to tell A100 40/80 GB and
+    V100 16/32 GB apart when the name does not; None when the device is not in the table."""
+    name = device_name.upper()
+    for pattern, gpu in _DEVICE_PATTERNS:
+        if pattern in name:
+            if gpu == "A100" and ("80G" in name or (memory_gib or 0) > 45):
+                return "A100-80GB"
+            if gpu == "V100" and ("32G" in name or (memory_gib or 0) > 20):
+                return "V100-32GB"
+            return gpu
+    return None
