@@ -28,9 +28,8 @@ def _with(spec: JobSpec, **changes: Any) -> JobSpec:
     return dataclasses.replace(spec, **changes)
 
 
-def _fits(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int, seq_len: int | None = None,
-          batch: int | None = None) -> bool:
-    return fits(estimate_memory(arch, spec, gpu, world, seq_len=seq_len, batch=batch))
+def _fits(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int) -> bool:
+    return fits(estimate_memory(arch, spec, gpu, world))
 
 
 def _largest(headroom: Any, lo: int, hi: int) -> int | None:

@@ -49,10 +49,6 @@ def estimator_assumptions() -> list[dict[str, Any]]:
     return rows
 
 
-def _gpu_plan_fields(plan: GpuPlan) -> dict[str, Any]:
-    return to_dict(plan)
-
-
 def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: str | None = None,
              spot: bool | None = None, max_hourly: float | None = None, deadline_hours: float | None = None,
              budget: float | None = None, local_profiles: Iterable[str] | None = None, include_local: bool = True,
@@ -76,20 +72,18 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
     warnings: list[str] = []
     if spec.gpu:
         single = evaluate(arch, spec, spec.gpu)
-        doc.update(_gpu_plan_fields(single))
+        doc.update(to_dict(single))
     else:
-        doc["gpus"] = [_gpu_plan_fields(evaluate(arch, spec, name, n)) for name in GPUS for n in GPU_COUNTS]
+        doc["gpus"] = [to_dict(evaluate(arch, spec, name, n)) for name in GPUS for n in GPU_COUNTS]
 
     # Candidates for the comparison: the job as given (gpu type from the offer, count from the instance).
-    cache: dict[tuple[str, int], GpuPlan | None] = {}
+    cache: dict[tuple[str, int], GpuPlan] = {}
 
     def candidate(gpu_name: str, n: int) -> GpuPlan:
         key = (gpu_name, n)
         if key not in cache:
             cache[key] = evaluate(arch, spec, gpu_name, n, with_suggestions=False, with_limits=False)
-        plan = cache[key]
-        assert plan is not None
-        return plan
+        return cache[key]
 
     if compare:
         doc.update(_comparison(spec, candidate, provider=provider, region=region, spot=spot, max_hourly=max_hourly,
