@@ -79,7 +79,7 @@ def run_recipe(folder: str, examples, args, device: str) -> dict:
     import torch
 
     from train.data import epoch_batches
-    from train.loss import CausalLMLoss
+    from train.loss import LOSS_CHUNKS, CausalLMLoss
     from train.model import load_model
     from train.optim import build_optimizer
     from train.precision import resolve_precision
@@ -88,11 +88,12 @@ def run_recipe(folder: str, examples, args, device: str) -> dict:
 
     _reset(device)
     spec = JobSpec(model=folder, method="qlora", seq_len=args.seq_len, batch_size=args.batch_size, packing=True,
-                   lora_r=16, lora_alpha=32, lora_dropout=0.0, optimizer="paged-adamw-8bit", learning_rate=1e-4)
+                   chunked_loss=True, lora_r=16, lora_alpha=32, lora_dropout=0.0, optimizer="paged-adamw-8bit",
+                   learning_rate=1e-4)
     dtype = "cuda" if device.startswith("cuda") else "cpu"
     precision = resolve_precision(spec, dtype, dtype == "cuda" and torch.cuda.is_bf16_supported())
     lm = load_model(spec, folder, precision, device)
-    loss_model = CausalLMLoss(lm).train()
+    loss_model = CausalLMLoss(lm, chunks=LOSS_CHUNKS if spec.chunked_loss else 1).train()
     params = [p for p in loss_model.parameters() if p.requires_grad]
     opt = build_optimizer(params, spec, dtype)
     batches = epoch_batches(examples, batch_size=args.batch_size, seq_len=args.seq_len, packing=True, pad_id=0,
