@@ -91,6 +91,11 @@ def optimizer_bytes_per_param(optimizer: str, precision: str) -> float:
     return 2.0 * weight_bytes(precision)
 
 
+def shards(spec: JobSpec, world: int) -> int:
+    """Ways parameters, gradients and optimizer states are split: FSDP/ZeRO-3 over all GPUs, DDP not at all."""
+    return world if spec.parallel in ("fsdp", "fsdp-offload", "zero3") and world > 1 else 1
+
+
 # ------------------------------------------------------------------------------------------------------
 # activations
 # ------------------------------------------------------------------------------------------------------
@@ -178,9 +183,9 @@ def estimate_memory(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int,
     mb = batch or spec.batch_size
     tokens = s * mb
     method, prec, par = spec.method, spec.precision, spec.parallel
-    sharded = par in ("fsdp", "fsdp-offload", "zero3") and world > 1
     offload = par == "fsdp-offload"
-    shard = world if sharded else 1
+    shard = shards(spec, world)
+    sharded = shard > 1
 
     counts = arch_counts(arch)
     total = counts.total

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from planner.counts import arch_counts, lora_counts
 from planner.gpus import GPU
-from planner.memory import optimizer_bytes_per_param, weight_bytes
+from planner.memory import optimizer_bytes_per_param, shards, weight_bytes
 from planner.models import ModelArch
 from planner.result import ThroughputEstimate
 from train.spec import JobSpec
@@ -154,8 +154,7 @@ def estimate_throughput(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int, no
     trainable = counts.total if spec.method == "full" else lora_counts(arch, spec.lora_r, spec.lora_targets).params
     wb = weight_bytes(spec.precision)
     state = optimizer_bytes_per_param(spec.optimizer, spec.precision)
-    sharded = spec.parallel in ("fsdp", "fsdp-offload", "zero3") and world > 1
-    shard = world if sharded else 1
+    shard = shards(spec, world)
     t_opt = trainable * (3 * wb + 2 * state) * TCAL.optimizer_traffic_factor / shard / bw
 
     # communication
