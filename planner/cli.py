@@ -15,23 +15,14 @@ from typing import Any
 
 import click
 
-# name -> "module:attribute" of a click.Command
-SUBCOMMANDS = {
-    "plan": "planner.cli_plan:plan",
-    "prices": "planner.cli_prices:prices",
-    "report": "planner.cli_report:report",
-    "launch": "planner.cli_launch:launch",
-    "check": "planner.cli_check:check",
-}
-
-
-# One-line summaries for `gpuplan --help`, so listing commands imports none of them.
-SUMMARIES = {
-    "plan": "Size a fine-tuning job: memory, speed, time, what fits, what it costs.",
-    "prices": "List cloud GPU offers; refresh live prices; build the bundled snapshot.",
-    "report": "Write a finance report (HTML, PDF, CSV, XLSX, JSON) for a job.",
-    "launch": "Run the bundled training package on a cloud (SkyPilot) or local GPUs.",
-    "check": "Compare a real run's summary.json (memory, tokens/s) with the plan.",
+# name -> ("module:attribute" of a click.Command, one-line summary). The summaries let `gpuplan --help` list
+# the commands without importing any of them.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "plan": ("planner.cli_plan:plan", "Size a fine-tuning job: memory, speed, time, what fits, what it costs."),
+    "prices": ("planner.cli_prices:prices", "List cloud GPU offers; refresh live prices; build the bundled snapshot."),
+    "report": ("planner.cli_report:report", "Write a finance report (HTML, PDF, CSV, XLSX, JSON) for a job."),
+    "launch": ("planner.cli_launch:launch", "Run the bundled training package on a cloud (SkyPilot) or local GPUs."),
+    "check": ("planner.cli_check:check", "Compare a real run's summary.json (memory, tokens/s) with the plan."),
 }
 
 
@@ -40,16 +31,15 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
-            formatter.write_dl([(name, SUMMARIES[name]) for name in self.list_commands(ctx)])
+            formatter.write_dl([(name, SUBCOMMANDS[name][1]) for name in self.list_commands(ctx)])
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(SUBCOMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = SUBCOMMANDS.get(cmd_name)
-        if target is None:
+        if cmd_name not in SUBCOMMANDS:
             return None
-        module_name, attr = target.split(":")
+        module_name, attr = SUBCOMMANDS[cmd_name][0].split(":")
         return getattr(importlib.import_module(module_name), attr)
 
 

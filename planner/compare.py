@@ -95,14 +95,14 @@ def _describe(o: Option) -> str:
     return f"{where} ({o.gpus}x {o.gpu}, {kind})"
 
 
-def _money(x: float | None) -> str:
+def money(x: float | None) -> str:
     """Dollars with cents, or three significant figures below a dollar (per-token prices are fractions)."""
     if x is None:
         return "n/a"
     return f"${x:,.2f}" if abs(x) >= 1 or x == 0 else f"${x:.3g}"
 
 
-def _duration(hours: float) -> str:
+def duration(hours: float) -> str:
     """Hours, or minutes below an hour ("0.0 h" helps nobody)."""
     return f"{hours:,.1f} h" if hours >= 1 else f"{max(1, round(hours * 60))} min"
 
@@ -202,7 +202,7 @@ def _rank(options: list[Option], f: Filters) -> None:
             o.notes.append(f"misses the {f.deadline_hours:g} h deadline")
             continue
         if f.budget is not None and o.cost_usd is not None and o.cost_usd > f.budget:
-            o.notes.append(f"over the {_money(f.budget)} budget")
+            o.notes.append(f"over the {money(f.budget)} budget")
             continue
         eligible.append(o)
     if not eligible:
@@ -244,23 +244,23 @@ def _recommend(options: list[Option], f: Filters) -> tuple[Option | None, str]:
     if f.deadline_hours is not None:
         cond.append(f"meeting the {f.deadline_hours:g} h deadline")
     if f.budget is not None:
-        cond.append(f"within the {_money(f.budget)} budget")
+        cond.append(f"within the {money(f.budget)} budget")
     cond_s = (" " + " and ".join(cond)) if cond else ""
     spot_note = f" (incl. x{best.overhead_factor:.2f} expected preemption overhead)" if best.spot else ""
     if timed:
         if best is cheapest:
-            what = f"{_describe(best)} is the cheapest fitting option{cond_s} at {_money(best.cost_usd)} for " \
-                   f"{_duration(best.hours)}{spot_note}"
+            what = f"{_describe(best)} is the cheapest fitting option{cond_s} at {money(best.cost_usd)} for " \
+                   f"{duration(best.hours)}{spot_note}"
         else:
             extra = best.cost_usd / cheapest.cost_usd - 1
-            what = (f"{_describe(best)} finishes in {_duration(best.hours)} for {_money(best.cost_usd)}{cond_s}"
+            what = (f"{_describe(best)} finishes in {duration(best.hours)} for {money(best.cost_usd)}{cond_s}"
                     f"{spot_note}: {extra:.0%} more than the cheapest, {_describe(cheapest)} at "
-                    f"{_money(cheapest.cost_usd)}, which would take {_duration(cheapest.hours)}")
+                    f"{money(cheapest.cost_usd)}, which would take {duration(cheapest.hours)}")
         if fastest is best:
             return best, what + "; nothing fitting is faster."
-        return best, (what + f"; the fastest, {_describe(fastest)}, would finish in {_duration(fastest.hours)} but cost "
-                      f"{_money(fastest.cost_usd)} ({fastest.cost_usd / best.cost_usd:.1f}x).")
-    what = (f"{_describe(best)} costs {_money(best.usd_per_million_tokens)} per million tokens{cond_s} "
+        return best, (what + f"; the fastest, {_describe(fastest)}, would finish in {duration(fastest.hours)} but cost "
+                      f"{money(fastest.cost_usd)} ({fastest.cost_usd / best.cost_usd:.1f}x).")
+    what = (f"{_describe(best)} costs {money(best.usd_per_million_tokens)} per million tokens{cond_s} "
             f"(no dataset size given, so no total)")
     if best is not cheapest:
         what += (f", {best.usd_per_million_tokens / cheapest.usd_per_million_tokens - 1:.0%} more than the cheapest, "
@@ -268,4 +268,4 @@ def _recommend(options: list[Option], f: Filters) -> tuple[Option | None, str]:
     if fastest is best:
         return best, what + "; nothing fitting is faster."
     return best, (what + f"; the fastest, {_describe(fastest)}, runs {fastest.tokens_per_s / best.tokens_per_s:.1f}x "
-                  f"faster at {_money(fastest.usd_per_million_tokens)} per million tokens.")
+                  f"faster at {money(fastest.usd_per_million_tokens)} per million tokens.")

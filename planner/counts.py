@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from planner.models import LinearGroup, ModelArch
+from train.spec import JobSpec
 
 
 @dataclass(frozen=True)
@@ -52,3 +53,10 @@ def _lora_counts(arch: ModelArch, r: int, targets: str | tuple[str, ...]) -> Lor
 
 def lora_counts(arch: ModelArch, r: int, targets: str | list[str]) -> LoraCounts:
     return _lora_counts(arch, r, targets if isinstance(targets, str) else tuple(targets))
+
+
+def trainable_params(arch: ModelArch, spec: JobSpec) -> int:
+    """Parameters the optimizer updates: all of them for full fine-tuning, else the LoRA adapters."""
+    if spec.method == "full":
+        return arch_counts(arch).total
+    return lora_counts(arch, spec.lora_r, spec.lora_targets).params

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pricing.gpus import canonical_gpu as _any_gpu_name
 from train.spec import SpecError
 
 
@@ -75,34 +76,21 @@ GPUS: dict[str, GPU] = {
     )
 }
 
-_ALIASES = {
-    "A100-40GB": "A100", "A100-SXM4-40GB": "A100", "A100-40G": "A100", "A10040GB": "A100",
-    "A100-80G": "A100-80GB", "A100-SXM4-80GB": "A100-80GB", "A10080GB": "A100-80GB",
-    "H100-80GB": "H100", "H100-SXM": "H100", "H100-SXM5": "H100", "H100SXM": "H100", "H100-MEGA": "H100",
-    "H200-SXM": "H200", "H200-141GB": "H200",
-    "V100-16GB": "V100", "V10032GB": "V100-32GB",
-    "GEFORCE-RTX-3090": "RTX3090", "RTX-3090": "RTX3090", "3090": "RTX3090",
-    "GEFORCE-RTX-4090": "RTX4090", "RTX-4090": "RTX4090", "4090": "RTX4090",
-    "A5000": "RTXA5000", "RTX-A5000": "RTXA5000", "A6000": "RTXA6000", "RTX-A6000": "RTXA6000",
-    "RTX6000ADA": "RTX6000-Ada", "RTX-6000-ADA": "RTX6000-Ada", "6000ADA": "RTX6000-Ada",
-    "L40S-48GB": "L40S", "A10G-24GB": "A10G", "T4-16GB": "T4", "L4-24GB": "L4",
-}
-
-
-def _key(name: str) -> str:
-    return name.strip().upper().replace(" ", "-").replace("_", "-")
-
-
-_LOOKUP = {_key(n): n for n in GPUS} | {_key(a): n for a, n in _ALIASES.items()}
+def lookup_gpu(name: str) -> str | None:
+    """The table's name for a user's, catalog's or driver's GPU name, or None when the planner has no figures
+    for it. Spellings are resolved by pricing's alias table (one table for the whole project)."""
+    hit = _any_gpu_name(name)
+    return hit if hit in GPUS else None
 
 
 def canonical_gpu(name: str, field: str = "gpu") -> str:
     """Canonical SkyPilot-style name for a user's GPU name (case-insensitive, common aliases)."""
-    hit = _LOOKUP.get(_key(name)) or _LOOKUP.get(_key(name).replace("-", ""))
+    hit = lookup_gpu(name)
     if hit is None:
         import difflib
 
-        close = difflib.get_close_matches(_key(name), list(GPUS), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name.strip().upper(), [g.upper() for g in GPUS], n=3, cutoff=0.5)
+        close = [g for g in GPUS if g.upper() in close]
         fix = f"did you mean {', '.join(close)}?" if close else f"use one of {', '.join(GPUS)}"
         raise SpecError(field, f"unknown GPU {name!r}", fix)
     return hit
@@ -112,24 +100,14 @@ def get_gpu(name: str, field: str = "gpu") -> GPU:
     return GPUS[canonical_gpu(name, field)]
 
 
-# torch.cuda.get_device_name() -> table name: the first pattern found in the upper-cased device name wins
-# ("NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", "NVIDIA GeForce RTX 4090", "Tesla T4", "AMD Instinct MI300X").
-_DEVICE_PATTERNS: list[tuple[str, str | None]] = [
-    ("RTX 6000 ADA", "RTX6000-Ada"), ("RTX A6000", "RTXA6000"), ("RTX A5000", "RTXA5000"), ("RTX 4090", "RTX4090"),
-    ("RTX 3090", "RTX3090"), ("MI300X", "MI300X"), ("B200", "B200"), ("H200", "H200"), ("H100", "H100"),
-    ("A100", "A100"), ("A10G", "A10G"), ("L40S", "L40S"), ("L40", None), ("L4", "L4"), ("V100", "V100"), ("T4", "T4"),
-]
-
-
 def gpu_from_device_name(device_name: str, memory_gib: float | None = None) -> str | None:
-    """The table's name for a CUDA/ROCm device name, using the memory size to tell A100 40/80 GB and
-    V100 16/32 GB apart when the name does not; None when the device is not in the table."""
+    """The table's name for a CUDA/ROCm device name ("NVIDIA H100 80GB HBM3", "Tesla V100-SXM2-32GB"), using
+    the memory size to tell A100 40/80 GB and V100 16/32 GB apart when the name leaves it open; None when the
+    device is not in the table."""
+    gpu = lookup_gpu(device_name)
     name = device_name.upper()
-    for pattern, gpu in _DEVICE_PATTERNS:
-        if pattern in name:
-            if gpu == "A100" and ("80G" in name or (memory_gib or 0) > 45):
-                return "A100-80GB"
-            if gpu == "V100" and ("32G" in name or (memory_gib or 0) > 20):
-                return "V100-32GB"
-            return gpu
-    return None
+    if gpu == "A100" and ("80G" in name or (memory_gib or 0) > 45):
+        return "A100-80GB"
+    if gpu == "V100" and ("32G" in name or (memory_gib or 0) > 20):
+        return "V100-32GB"
+    return gpu

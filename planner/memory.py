@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.counts import arch_counts, lora_counts
+from planner.counts import arch_counts, lora_counts, trainable_params
 from planner.gpus import GPU
 from planner.models import ModelArch
 from planner.result import MemoryEstimate
@@ -68,6 +68,11 @@ CAL = Calibration()
 # ------------------------------------------------------------------------------------------------------
 # bytes per element, by precision
 # ------------------------------------------------------------------------------------------------------
+def nf4_bits(spec: JobSpec) -> float:
+    """Bits per 4-bit quantised weight, with or without double quantization."""
+    return NF4_DQ_BITS if spec.double_quant else NF4_BITS
+
+
 def weight_bytes(precision: str) -> int:
     """Bytes per stored weight: 16-bit for pure bf16; fp32 masters for the mixed modes and fp32."""
     return 2 if precision == "bf16" else 4
@@ -192,10 +197,7 @@ def estimate_memory(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int,
     wb = weight_bytes(prec)
     # -- weights --
     if method == "qlora":
-        bits = NF4_DQ_BITS if spec.double_quant else NF4_BITS
-        w = counts.quantized * bits / 8 + counts.unquantized * 2
-    elif method == "lora":
-        w = total * wb
+        w = counts.quantized * nf4_bits(spec) / 8 + counts.unquantized * 2
     else:
         w = total * wb
     if prec in ("bf16-mixed", "fp16-mixed") and method != "qlora":
@@ -207,12 +209,8 @@ def estimate_memory(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int,
         w = w / shard + 2 * (w / arch.num_layers)  # own shard + two unsharded layers (current + prefetch)
 
     # -- trainable parameters: adapter, gradients, optimizer --
-    if method == "full":
-        trainable = total
-        adapter = 0.0
-    else:
-        trainable = lora_counts(arch, spec.lora_r, spec.lora_targets).params
-        adapter = trainable * wb / shard
+    trainable = trainable_params(arch, spec)
+    adapter = 0.0 if method == "full" else trainable * wb / shard
     grad_bytes = trainable * wb / shard
     opt_per = optimizer_bytes_per_param(spec.optimizer, prec)
     opt = trainable * opt_per / shard
@@ -245,21 +243,18 @@ def estimate_memory(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int,
         overhead += grad_bytes  # DDP's flat gradient buckets (a second copy of the gradients)
 
     # the two candidate peaks
+    # At the optimizer step every gradient is held and nothing else: fused AdamW (PyTorch's fused=True, the
+    # default of torchtune recipes and of transformers 5's Trainer) updates in place, without temporaries.
     grads_kept = grad_bytes if spec.grad_accum > 1 else 0.0
-    peak_bwd = act + logits + grads_kept
-    # Fused AdamW (PyTorch's fused=True, the default optimizer of torchtune recipes and of transformers 5's
-    # Trainer) updates in place: no temporaries of the parameters' size.
-    opt_temp = 0.0
-    peak_step = grad_bytes + opt_temp
-    if peak_bwd >= peak_step:
-        grads_at_peak, act_at_peak, logits_at_peak, extra = grads_kept, act, logits, 0.0
+    if act + logits + grads_kept >= grad_bytes:
+        grads_at_peak, act_at_peak, logits_at_peak = grads_kept, act, logits
     else:
-        grads_at_peak, act_at_peak, logits_at_peak, extra = grad_bytes, 0.0, 0.0, opt_temp
+        grads_at_peak, act_at_peak, logits_at_peak = grad_bytes, 0.0, 0.0
     breakdown = {
         "weights": w,
         "adapter": adapter,
         "gradients": grads_at_peak,
-        "optimizer": opt + extra,
+        "optimizer": opt,
         "activations": act_at_peak,
         "logits": logits_at_peak,
         "overhead": overhead,

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from planner import memory, throughput
+from planner.counts import trainable_params
 from planner.estimate import GPU_COUNTS, evaluate
-from planner.gpus import GPUS, canonical_gpu
+from planner.gpus import GPUS, canonical_gpu, lookup_gpu
 from planner.models import ModelArch, resolve_model
 from planner.result import GpuPlan, to_dict
-from train.spec import JobSpec, SpecError
+from train.spec import JobSpec
 
 VERSION = "0.1.0"
 ACCURACY_PATH = Path(__file__).parent / "data" / "accuracy.json"
@@ -67,7 +68,7 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
         "gpuplan_version": VERSION,
         "generated_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "job": spec.to_dict(),
-        "model": arch.summary() | {"params_trainable": _trainable(arch, spec)},
+        "model": arch.summary() | {"params_trainable": trainable_params(arch, spec)},
     }
     warnings: list[str] = []
     if spec.gpu:
@@ -100,10 +101,6 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
     return doc
 
 
-def _trainable(arch: ModelArch, spec: JobSpec) -> int:
-    return arch.total_params() if spec.method == "full" else arch.lora_params(spec.lora_r, spec.lora_targets)
-
-
 def _comparison(spec: JobSpec, candidate: Any, *, provider: Any, region: str | None, spot: bool | None,
                 max_hourly: float | None, deadline_hours: float | None, budget: float | None,
                 local_profiles: Iterable[str] | None, include_local: bool, runs_per_month: float | None,
@@ -115,20 +112,20 @@ def _comparison(spec: JobSpec, candidate: Any, *, provider: Any, region: str | N
 
     offers = load_offers(provider=provider, region=region, today=today)
     # Offers of GPUs the planner has no table entry for (K80, P100, ...) cannot be sized: leave them out.
-    known = [o for o in offers.offers if _known_gpu(o.gpu)]
+    known = [o for o in offers.offers if lookup_gpu(o.gpu)]
     offers = dataclasses.replace(offers, offers=known)
     profiles = []
     if include_local:
         names = list(local_profiles) if local_profiles else list(presets())
         profiles = [load_profile(n) for n in names]
-        profiles = [p for p in profiles if _known_gpu(p.gpu)]
+        profiles = [p for p in profiles if lookup_gpu(p.gpu)]
     if runs_per_month is not None:
         if runs_per_month <= 0 or other_use_hours < 0:
             raise PricingInputError("runs_per_month", "must be > 0 (and other use hours >= 0)",
                                     "e.g. --runs-per-month 4 --other-use-hours 100")
         workload = []
         for p in profiles:
-            plan = candidate(canonical_gpu(p.gpu), p.gpu_count)
+            plan = candidate(p.gpu, p.gpu_count)
             if plan.time is None:
                 raise PricingInputError("runs_per_month", "needs the job's length",
                                         "give dataset_tokens (or dataset_examples x mean_example_tokens)")
@@ -138,12 +135,9 @@ def _comparison(spec: JobSpec, candidate: Any, *, provider: Any, region: str | N
             workload.append(dataclasses.replace(p, utilisation=round(u, 4), sources={**p.sources, "utilisation": why}))
         profiles = workload
 
-    def evaluate_offer(gpu_name: str, n: int) -> GpuPlan:
-        return candidate(canonical_gpu(gpu_name), n)
-
     filters = Filters(provider=provider, region=region, spot=spot, max_hourly=max_hourly,
                       deadline_hours=deadline_hours, budget=budget, include_local=include_local)
-    result = compare_options(evaluate_offer, offers, local_profiles=profiles, filters=filters).to_dict()
+    result = compare_options(candidate, offers, local_profiles=profiles, filters=filters).to_dict()
     _break_even_vs_recommendation(result, profiles)
     return result
 
@@ -164,10 +158,3 @@ def _break_even_vs_recommendation(result: dict[str, Any], profiles: list[Any]) -
         entry["recommendation_usd_per_gpu_hour"] = rec["usd_per_gpu_hour"]
 
 
-@lru_cache(maxsize=None)
-def _known_gpu(name: str) -> bool:
-    try:
-        canonical_gpu(name)
-        return True
-    except SpecError:
-        return False

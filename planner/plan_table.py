@@ -6,17 +6,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from planner.compare import duration, money
+
 
 def _hours(h: float | None) -> str:
-    if h is None:
-        return "-"
-    if h < 1:
-        return f"{h * 60:.0f} min"
-    return f"{h:,.1f} h"
+    return "-" if h is None else duration(h)
 
 
 def _money(x: float | None) -> str:
-    return "-" if x is None else f"${x:,.2f}"
+    return "-" if x is None else money(x)
 
 
 def _tps(x: float) -> str:

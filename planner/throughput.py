@@ -22,9 +22,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner.counts import arch_counts, lora_counts
+from planner.counts import arch_counts, lora_counts, trainable_params
 from planner.gpus import GPU
-from planner.memory import optimizer_bytes_per_param, shards, weight_bytes
+from planner.memory import nf4_bits, optimizer_bytes_per_param, shards, weight_bytes
 from planner.models import ModelArch
 from planner.result import ThroughputEstimate
 from train.spec import JobSpec
@@ -139,23 +139,24 @@ def estimate_throughput(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int, no
     if spec.method != "full":
         n_modules = lora_counts(arch, spec.lora_r, spec.lora_targets).modules_per_layer
         t_fixed += arch.num_layers * passes * n_modules * TCAL.t_lora_module_s
+    counts = arch_counts(arch)
     bw = gpu.mem_bw_gbs * 1e9 * TCAL.bw_efficiency
     t_dequant = 0.0
     if spec.method == "qlora":
         # per pass: read the 4-bit weight (~0.52 B), write the bf16 copy (2 B), the matmul reads it (2 B)
-        t_dequant = passes * arch_counts(arch).quantized * 4.5 / bw
+        t_dequant = passes * counts.quantized * 4.5 / bw
     if spec.compile:
         t_compute /= TCAL.compile_speedup
         t_fixed /= TCAL.compile_speedup
     t_micro = t_compute + t_fixed + t_dequant
 
     # optimizer step: read weights, grads, states; write weights and states (memory-bound)
-    counts = arch_counts(arch)
-    trainable = counts.total if spec.method == "full" else lora_counts(arch, spec.lora_r, spec.lora_targets).params
+    trainable = trainable_params(arch, spec)
     wb = weight_bytes(spec.precision)
     state = optimizer_bytes_per_param(spec.optimizer, spec.precision)
     shard = shards(spec, world)
-    t_opt = trainable * (3 * wb + 2 * state) * TCAL.optimizer_traffic_factor / shard / bw
+    t_opt_unsharded = trainable * (3 * wb + 2 * state) * TCAL.optimizer_traffic_factor / bw
+    t_opt = t_opt_unsharded / shard
 
     # communication
     link = gpu.link_gbs * 1e9 if nodes <= 1 else min(gpu.link_gbs, TCAL.internode_gbs) * 1e9
@@ -185,8 +186,7 @@ def estimate_throughput(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int, no
     tokens_step = int(world * spec.grad_accum * b * real)
     tps = tokens_step / step
     model_per_token = model_flops_per_token(arch, spec, context)
-    single = (spec.grad_accum * t_micro + trainable * (3 * wb + 2 * state) * TCAL.optimizer_traffic_factor / bw
-              + TCAL.t_step_overhead_s)
+    single = spec.grad_accum * t_micro + t_opt_unsharded + TCAL.t_step_overhead_s
     scaling = (single / step) if world > 1 else 1.0
     return ThroughputEstimate(
         tokens_per_s=round(tps, 2),

@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # rows of models outside the regis
 
 from planner.estimate import evaluate  # noqa: E402
 from planner.gpus import canonical_gpu, get_gpu
-from planner.memory import CAL, GIB, estimate_memory
+from planner.memory import CAL, GIB, estimate_memory, nf4_bits
 from planner.models import ModelArch, resolve_model
 from train.spec import JobSpec, SpecError, spec_from_dict
 
@@ -295,8 +295,7 @@ def _flag_load_peaks(rows: list[Row]) -> None:
         twin = lora.get(key(r))
         if twin is None or twin.mem_target_gib is None:
             continue
-        bits = 4 + 8 / 64 + 32 / (64 * 256) if r.spec.double_quant else 4.5
-        saved_gib = _quantised_weights(r) * (2 - bits / 8) / GIB
+        saved_gib = _quantised_weights(r) * (2 - nf4_bits(r.spec) / 8) / GIB
         bound = twin.mem_target_gib - saved_gib
         if r.mem_target_gib > bound * 1.1:
             r.excluded["memory"] = (f"above the training-step bound from its LoRA twin {twin.id} "

@@ -189,14 +189,18 @@ def test_packed_examples_do_not_attend_to_each_other():
     assert not torch.allclose(leaky, alone, atol=1e-3)
 
 
-def test_ddp_over_two_cpu_processes(tmp_path):
+def _torchrun_two(out: Path, *args: str) -> subprocess.CompletedProcess:
+    """The smoke job under torchrun as two CPU processes, the way a 2-GPU SkyPilot node would start it."""
     from train.distributed import torchrun_command
 
-    out = tmp_path / "ddp"
-    cmd = torchrun_command(str(SMOKE), ["--output-dir", str(out), "--max-steps", "6", "--save-steps", "3",
-                                        "--no-progress"],
+    cmd = torchrun_command(str(SMOKE), ["--output-dir", str(out), "--no-progress", *args],
                            env={"SKYPILOT_NUM_GPUS_PER_NODE": "2"}, python=sys.executable)
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=150)
+    return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=150)
+
+
+def test_ddp_over_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp"
+    proc = _torchrun_two(out, "--max-steps", "6", "--save-steps", "3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 6
@@ -245,13 +249,8 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, case):
 
 def test_fsdp_without_gpus_is_refused_with_one_line_per_rank(tmp_path):
     """PyTorch's FSDP needs an accelerator: on CPUs the trainer says so instead of crashing in FSDP."""
-    from train.distributed import torchrun_command
-
     out = tmp_path / "fsdp"
-    cmd = torchrun_command(str(SMOKE), ["--output-dir", str(out), "--max-steps", "2", "--parallel", "fsdp",
-                                        "--no-progress"],
-                           env={"SKYPILOT_NUM_GPUS_PER_NODE": "2"}, python=sys.executable)
-    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=150)
+    proc = _torchrun_two(out, "--max-steps", "2", "--parallel", "fsdp")
     assert proc.returncode != 0
     ours = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert ours and all("parallel: fsdp needs GPUs" in line for line in ours), proc.stderr[-2000:]
