@@ -168,7 +168,7 @@ def estimate_throughput(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int, no
             t_comm = ring * grad_bytes / link  # one all-reduce per optimizer step
         else:
             if spec.method == "qlora":
-                param_bytes = counts.quantized * 0.52 + counts.unquantized * 2
+                param_bytes = counts.quantized * nf4_bits(spec) / 8 + counts.unquantized * 2
             else:
                 param_bytes = counts.total * 2
             # all-gather parameters each pass, reduce-scatter gradients, per micro-batch
