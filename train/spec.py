@@ -26,6 +26,10 @@ ATTENTIONS = ("sdpa", "flash", "eager")
 PARALLELISMS = ("ddp", "fsdp", "fsdp-offload", "zero3")
 DATA_FORMATS = ("auto", "chat", "instruction", "text")
 LR_SCHEDULERS = ("cosine", "linear", "constant")
+# The training stack that runs the job: the few memory/speed mechanisms that differ between stacks (loss
+# upcast, k-bit preparation's fp32 casts, adapter dtype, ZeRO/FSDP buffers) follow from it; the planner's
+# estimator documents each mechanism with its source. "gpuplan" is the bundled trainer (`python -m train`).
+STACKS = ("gpuplan", "hf-trainer", "hf-trainer-2024", "trl", "axolotl", "llama-factory", "torchtune", "litgpt")
 
 
 class SpecError(ValueError):
@@ -86,6 +90,8 @@ class JobSpec:
     chunked_loss: bool = False
     # torch.compile the model: fused kernels save fewer activations and launch fewer kernels
     compile: bool = False
+    # which training stack runs the job (see STACKS); the planner models that stack's mechanisms
+    stack: str = "gpuplan"
     # how much data
     dataset_tokens: int | None = None
     dataset_examples: int | None = None
@@ -147,6 +153,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "attention": ATTENTIONS,
     "parallel": PARALLELISMS,
     "lr_scheduler": LR_SCHEDULERS,
+    "stack": STACKS,
 }
 # Must be > 0 when set.
 _POSITIVE = {
