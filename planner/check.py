@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from planner.estimate import evaluate
-from planner.gpus import gpu_from_device_name
 from planner.models import resolve_model
-from train.spec import SpecError, spec_from_dict
+from train.spec import SpecError
 
 
 def read_summary(path: str | Path) -> dict[str, Any]:
@@ -39,27 +38,39 @@ def _error_pct(predicted: float, measured: float | None) -> float | None:
     return round(100 * (predicted - measured) / measured, 1)
 
 
-def check_run(summary: dict[str, Any]) -> dict[str, Any]:
-    """Predicted vs measured for one run; raises SpecError when the run has nothing to compare."""
+def check_run(summary: dict[str, Any], calibration: Any = "user") -> dict[str, Any]:
+    """Predicted vs measured for one run; raises SpecError when the run has nothing to compare.
+
+    Each row gives the analytic prediction (`predicted`) and, when a calibration applies (`calibration`:
+    "user" reads the user's file; None: none), the prediction after it (`predicted_calibrated`, with its
+    error), so the user sees what `gpuplan calibrate` changed.
+    """
+    from planner.estimator.calibration import load, validate_summary
+
+    where = str(summary.get("_path", "summary.json"))
     device = summary.get("gpu")
     if not device:
-        raise SpecError("run", f"{summary.get('_path', 'summary.json')} is from a run without GPUs",
-                        "check a run that trained on GPUs")
-    gpu = gpu_from_device_name(str(device), summary.get("gpu_memory_gib"))
-    if gpu is None:
-        raise SpecError("run", f"GPU {device!r} is not in the planner's GPU table", "check a run on a listed GPU")
-    spec = spec_from_dict(summary["spec"])
-    world = int(summary.get("gpu_count") or summary.get("world_size") or 1)
-    plan = evaluate(resolve_model(spec.model), spec, gpu, world, with_suggestions=False)
+        raise SpecError("run", f"{where} is from a run without GPUs", "check a run that trained on GPUs")
+    rec = validate_summary({k: v for k, v in summary.items() if k != "_path"}, where)
+    gpu, spec, world = rec.gpu, rec.spec, rec.gpu_count
+    arch = resolve_model(spec.model)
+    plan = evaluate(arch, spec, gpu, world, with_suggestions=False, with_limits=False)
+    cal = load() if calibration == "user" else calibration
+    after = evaluate(arch, spec, gpu, world, with_suggestions=False, with_limits=False,
+                     calibration=cal) if cal is not None else None
     rows = []
-    for name, predicted, measured, unit in (
-        ("peak memory allocated per GPU", plan.memory.peak_allocated_gib, summary.get("peak_memory_allocated_gib"),
-         "GiB"),
-        ("peak memory reserved per GPU", plan.memory.peak_reserved_gib, summary.get("peak_memory_reserved_gib"),
-         "GiB"),
-        ("throughput, all GPUs", plan.throughput.tokens_per_s, summary.get("tokens_per_s"), "tokens/s"),
+    for name, key, measured, unit in (
+        ("peak memory allocated per GPU", ("memory", "peak_allocated_gib"), rec.allocated_gib, "GiB"),
+        ("peak memory reserved per GPU", ("memory", "peak_reserved_gib"), rec.reserved_gib, "GiB"),
+        ("throughput, all GPUs", ("throughput", "tokens_per_s"), rec.tokens_per_s, "tokens/s"),
     ):
-        rows.append({"quantity": name, "unit": unit, "predicted": predicted, "measured": measured,
-                     "error_pct": _error_pct(predicted, measured)})
+        predicted = getattr(getattr(plan, key[0]), key[1])
+        row = {"quantity": name, "unit": unit, "predicted": predicted, "measured": measured,
+               "error_pct": _error_pct(predicted, measured)}
+        if after is not None:
+            cal_pred = getattr(getattr(after, key[0]), key[1])
+            row |= {"predicted_calibrated": cal_pred, "error_calibrated_pct": _error_pct(cal_pred, measured)}
+        rows.append(row)
     return {"run": summary.get("_path"), "gpu": gpu, "device": device, "gpus": world, "model": spec.model,
-            "method": spec.method, "rows": rows}
+            "method": spec.method, "stack": spec.stack, "peak_moment": plan.memory.peak_moment,
+            "band_gib": plan.memory.band_gib, "calibration": None if cal is None else cal.path, "rows": rows}

@@ -13,7 +13,8 @@ import click
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="output format")
 def check(runs: tuple[str, ...], fmt: str) -> None:
     """Compare the plan with real runs: each RUN is an output folder of `python -m train` (or its
-    summary.json); prints predicted vs measured peak memory and tokens/s, with the error."""
+    summary.json); prints predicted vs measured peak memory and tokens/s, with the error, before and after
+    your calibration (gpuplan calibrate) when there is one."""
     from planner.check import check_run, read_summary
 
     results: list[dict[str, Any]] = [check_run(read_summary(r)) for r in runs]
@@ -27,10 +28,20 @@ def check(runs: tuple[str, ...], fmt: str) -> None:
     for res in results:
         t = Table(title=f"{res['run']}: {res['method']} of {res['model']} on {res['gpus']} x {res['gpu']}",
                   title_justify="left")
-        for col in ("quantity", "predicted", "measured", "error"):
+        calibrated = res.get("calibration") is not None
+        cols = ["quantity", "predicted", "measured", "error"] + (["calibrated", "error after"] if calibrated else [])
+        for col in cols:
             t.add_column(col, justify="left" if col == "quantity" else "right")
+
+        def pct(v: Any) -> str:
+            return "-" if v is None else f"{v:+.1f}%"
+
         for row in res["rows"]:
             measured = "-" if row["measured"] is None else f"{row['measured']:,.2f}"
-            err = "-" if row["error_pct"] is None else f"{row['error_pct']:+.1f}%"
-            t.add_row(f"{row['quantity']} ({row['unit']})", f"{row['predicted']:,.2f}", measured, err)
+            cells = [f"{row['quantity']} ({row['unit']})", f"{row['predicted']:,.2f}", measured, pct(row["error_pct"])]
+            if calibrated:
+                cells += [f"{row['predicted_calibrated']:,.2f}", pct(row["error_calibrated_pct"])]
+            t.add_row(*cells)
         console.print(t)
+        if calibrated:
+            console.print(f"calibration: {res['calibration']} (gpuplan calibrate)")

@@ -1,29 +1,39 @@
-"""Peak GPU memory of a fine-tuning step, per GPU, as a breakdown.
+"""Peak GPU memory of a fine-tuning step, per GPU: the largest of the step's moments, each counted.
 
-The model is physical: every term is a tensor that PyTorch holds at the moment of peak, counted from the
-architecture; a handful of calibrated constants (in `CAL`, each with where it comes from) absorb what the
-count leaves out. The peak is the larger of two moments:
+Every term is a tensor PyTorch holds at that moment, counted from the architecture and the dtypes the
+training stack really uses (planner/estimator/stacks.py: our trainer by default). The moments:
 
-- start of backward: weights + adapter + optimizer states + gradients kept from earlier micro-batches
-  + all saved activations + the logits/loss tensors;
-- optimizer step: weights + adapter + optimizer states + all gradients + the optimizer's temporaries.
+- loss_backward: the first backward op of the loss (`_log_softmax_backward_data`): everything saved for
+  backward (checkpointed layer inputs, or every layer's saved activations) + the loss's live logits blocks
+  (12 B per logit element with the fp32 upcast) + autocast's bf16 copy of a frozen fp32 lm_head;
+- layer_recompute (checkpointing) / layer_backward (without): backward of the last decoder layer: the saved
+  set + that layer's recomputed activations + its backward transients (activation gradients, the attention
+  kernel's fp32 dq accumulator, dequantized 4-bit weights, one layer's FSDP reduce-scatter buffer);
+- backward_end: late in backward, when nearly every gradient exists (full fine-tuning), then the
+  embedding's dense gradient on top of all others;
+- optimizer_step: every gradient + optimizer states (+ a non-fused optimizer's temporaries).
+Weights, adapters, optimizer states (and DDP's flat gradient buckets, allocated at wrap time) are live in all.
 
-(During backward, activations are freed layer by layer while gradients appear, so the interior of the
-backward pass never exceeds the larger of the two ends.)
+Reserved memory is the allocator's: the loss's big blocks are replayed through a model of PyTorch's caching
+allocator (planner/estimator/allocator.py), which holds the freed 16-bit logits' segment while the fp32
+blocks open new ones (reserved/allocated 1.13-1.24 at long context, issue 9), instead of a fitted ratio.
 
-Units: bytes internally, GiB (2**30) in the result — the unit of torch.cuda.max_memory_allocated()/2**30.
+Units: bytes internally, GiB (2**30) in the result -- the unit of torch.cuda.max_memory_allocated()/2**30.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from planner.counts import arch_counts, lora_counts, trainable_params
+from planner.estimator.allocator import loss_fragmentation
+from planner.estimator.stacks import Mechanisms, mechanisms
 from planner.gpus import GPU
 from planner.models import ModelArch
 from planner.result import MemoryEstimate
 from train.spec import JobSpec
 
 GIB = float(2**30)
+MIB = float(2**20)
 
 # NF4 with double quantization: 4 bits + an fp8 absmax per 64 weights + an fp32 second-level constant per 256
 # blocks = 4 + 8/64 + 32/(64*256) = 4.127 bits; without double quantization 4 + 32/64 = 4.5 bits
@@ -31,34 +41,26 @@ GIB = float(2**30)
 NF4_DQ_BITS = 4 + 8 / 64 + 32 / (64 * 256)
 NF4_BITS = 4 + 32 / 64
 
+MOMENTS = ("loss_backward", "layer_recompute", "layer_backward", "backward_end", "optimizer_step")
+
 
 @dataclass(frozen=True)
 class Calibration:
-    """Constants fitted on ../shared/data/measurements/published.csv (benchmarks/estimator_accuracy.py)."""
+    """The few constants left after counting, each with its source (none is fitted to the published rows)."""
 
-    # Multiplier on the counted saved-activation bytes: the count covers the tensors autograd saves in a
-    # Llama-style HF/torchtune block; kernels' own scratch (SDPA logsumexp, RoPE caches) and the bf16
-    # gradient of the residual stream are not itemised. Fitted: 1.1.
-    activation_scale: float = 1.1
-    # Bytes per logit element at the loss: bf16 logits (2) + their fp32 upcast (4) + fp32 log-softmax saved
-    # for backward (4) = 10. torchtune's chunked CE ablation (TT2-3 -> TT2-4: -8.1 GiB for 2x4096x128256
-    # logits, ~8 B/element) agrees.
-    logits_bytes_per_element: float = 10.0
-    # With a chunked loss only the 16-bit logits stay whole; one chunk of fp32 work is live at a time
-    # (torchtune's 8 chunks).
+    # With a chunked loss one chunk's fp32 work is live at a time: train/loss.py LOSS_CHUNKS and torchtune's
+    # CEWithChunkedOutputLoss both use 8 chunks.
     loss_chunks: int = 8
-    # Allocator workspace held at peak: cuBLAS workspaces, attention scratch, the largest temporaries
-    # (a matmul output, the residual-stream gradient). Fitted: 0.5 GiB.
-    workspace_gib: float = 0.5
-    # reserved / allocated: the caching allocator's fragmentation at peak. Fitted: 1.05 (the reserved-memory
-    # rows: torchtune's LoRA tutorial, PEFT's L40S benchmark, LLaMA-Factory's nvidia-smi figures).
-    reserved_ratio: float = 1.05
-    # CUDA context and kernels (not in torch's allocated/reserved, but occupies the card): ~0.4-0.6 GiB
-    # with lazy module loading on CUDA 12.
+    # cuBLAS workspace the caching allocator hands out per handle: CUBLAS_WORKSPACE_CONFIG's default
+    # ":4096:8" = 8 x 4 MiB on Hopper (PyTorch docs, "CUDA semantics: cuBLAS workspaces", 2.x), two streams.
+    cublas_workspace_mib: float = 64.0
+    # CUDA context and kernels: not in torch's allocated/reserved, but occupies the card; ~0.4-0.6 GiB with lazy
+    # module loading on CUDA 12 (nvidia-smi minus torch.cuda.memory_reserved on an idle process, NVIDIA
+    # CUDA C++ Programming Guide "Lazy Loading", CUDA 12.2).
     cuda_context_gib: float = 0.5
     # torch.compile fuses elementwise chains (norms, SiLU x up, the loss upcast), so fewer intermediates are
-    # saved. torchtune's controlled ablation (TT2-2 -> TT2-3, Llama-3.2-3B full, 2x4096 packed): 60.0 -> 51.0
-    # GiB with ~6 GiB of weights: activations and logits x 0.83.
+    # saved. torchtune's controlled ablation (TT2-2 -> TT2-3, Llama-3.2-3B full, 2x4096 packed, 2024-10):
+    # 60.0 -> 51.0 GiB with ~6 GiB of weights: activations and logits x 0.83.
     compile_activation_factor: float = 0.83
 
 
@@ -82,23 +84,47 @@ def activation_bytes(precision: str) -> int:
     return 4 if precision == "fp32" else 2
 
 
-def optimizer_bytes_per_param(optimizer: str, precision: str) -> float:
-    """Optimizer state bytes per trainable parameter.
+def optimizer_bytes_per_param(optimizer: str, precision: str, param_bytes: float | None = None) -> float:
+    """Optimizer state bytes per trainable parameter (`param_bytes`: the parameter's dtype size).
 
-    AdamW keeps two moments in the parameter's dtype (bf16 params -> 2 x 2 bytes; fp32 masters -> 2 x 4);
-    bitsandbytes' 8-bit AdamW keeps two 8-bit moments plus one fp32 absmax per 256-value block
-    (Dettmers et al. 2022, 8-bit optimizers): 2 + 8/256 bytes. Plain SGD without momentum keeps none.
+    AdamW keeps two moments in the parameter's dtype; bitsandbytes' 8-bit AdamW keeps two 8-bit moments plus
+    one fp32 absmax per 256-value block (Dettmers et al. 2022, 8-bit optimizers): 2 + 8/256 bytes. SGD in
+    the bundled trainer has momentum 0.9 (train/optim.py): one buffer in the parameter's dtype.
     """
+    pb = weight_bytes(precision) if param_bytes is None else param_bytes
     if optimizer == "sgd":
-        return 0.0
+        return float(pb)
     if optimizer in ("adamw-8bit", "paged-adamw-8bit"):
         return 2.0 + 2 * 4 / 256
-    return 2.0 * weight_bytes(precision)
+    return 2.0 * pb
 
 
 def shards(spec: JobSpec, world: int) -> int:
     """Ways parameters, gradients and optimizer states are split: FSDP/ZeRO-3 over all GPUs, DDP not at all."""
     return world if spec.parallel in ("fsdp", "fsdp-offload", "zero3") and world > 1 else 1
+
+
+def residual_bytes(spec: JobSpec, mech: Mechanisms) -> int:
+    """Bytes per element of the residual stream (what a checkpointed layer keeps as its input).
+
+    fp32 whenever the embedding weight is fp32 -- k-bit preparation's casts, or fp32 master weights: the
+    embedding output is fp32 and `residual + attn_out` promotes the whole stream to fp32.
+    """
+    if spec.precision == "fp32":
+        return 4
+    if spec.method == "qlora":
+        return 4 if mech.kbit_prep_fp32 else 2
+    return 4 if spec.precision in ("bf16-mixed", "fp16-mixed") else 2
+
+
+def _autocast(spec: JobSpec, mech: Mechanisms) -> bool:
+    if spec.method == "qlora":
+        return mech.autocast_qlora
+    return spec.precision in ("bf16-mixed", "fp16-mixed")
+
+
+def adapter_param_bytes(spec: JobSpec, mech: Mechanisms) -> int:
+    return 4 if spec.precision == "fp32" else mech.adapter_bytes
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -107,171 +133,369 @@ def shards(spec: JobSpec, world: int) -> int:
 def layer_activation_bytes(arch: ModelArch, spec: JobSpec, tokens: int, seq_len: int, batch: int) -> float:
     """Bytes autograd saves for one decoder layer's backward, for `tokens` = batch x seq_len tokens.
 
-    Counted for a pre-norm decoder block (HF / torchtune implementations), 16-bit activations:
+    Counted for a pre-norm decoder block (HF / torchtune implementations):
     - RMSNorm (x2): the fp32 upcast of its input (4 B) and, when the norm weight trains, the normalised
       16-bit output (2 B) -> 6 B/elem (full) or 4 B/elem (frozen norm).
-    - Linear inputs, when the linear's weight trains (full) or a LoRA adapter reads them (lora_A saves its
-      input; with dropout > 0 PEFT saves the dropped-out copy and a 1-byte mask per target instead).
-      Frozen linears without an adapter save nothing (grad_input needs only the weight; bitsandbytes'
-      MatMul4Bit saves no input either).
-    - Attention: q, k, v and the output of SDPA / flash (k, v repeated to all heads: transformers repeats
-      KV for SDPA whenever a mask is passed), plus the contiguous copy o_proj reads. Eager attention also
-      saves the s x s score matrix (fp32 softmax output + its 16-bit cast): 6 B x batch x heads x s^2.
-    - MLP: gated: the gate output (SiLU's input), SiLU's output and the up output (the product's operands);
-      plain: the fc1 output (GELU's input) and GELU's output.
-    - LoRA: each targeted linear's rank-r intermediate (lora_B's input).
+    - Linear inputs, when the linear's weight trains (full). Frozen linears save nothing for their own
+      weight (bitsandbytes' MatMul4Bit saves no input either). A LoRA adapter's lora_A saves its input:
+      PEFT casts it to the adapter's dtype (fp32 adapters, no autocast: a 4-byte copy per targeted module),
+      under autocast the matmul saves a 16-bit cast per module; with a 16-bit adapter and no dropout the
+      modules reading one tensor share it. Dropout > 0 saves the dropped-out copy and a 1-byte mask per module.
+    - Attention: q, k, v and the output (k, v repeated to all heads: transformers repeats KV for SDPA
+      whenever a mask is passed), the contiguous copy o_proj reads, and the kernel's fp32 logsumexp per head.
+      Eager attention also saves the s x s score matrix (fp32 softmax output + its 16-bit cast).
+    - MLP: gated: the gate output (SiLU's input), SiLU's output and the up output; plain: fc1 out, GELU out.
+    - LoRA: each targeted linear's rank-r intermediate (lora_B's input), in the adapter's compute dtype.
     MoE: the expert MLP terms scale with experts_per_token (each token visits that many experts).
     """
+    total = _layer_saved_per_token(arch, spec) * tokens
+    if spec.attention == "eager":
+        total += 6 * batch * arch.num_heads * seq_len * seq_len
+    return total
+
+
+def _layer_saved_per_token(arch: ModelArch, spec: JobSpec) -> float:
+    mech = mechanisms(spec)
     h = arch.hidden_size
     q_dim = arch.num_heads * arch.head_dim
     experts = arch.experts_per_token if arch.num_experts else 1
     inter = arch.intermediate_size * experts
     b = activation_bytes(spec.precision)
     full = spec.method == "full"
-    dropout = spec.method != "full" and spec.lora_dropout > 0
+    dropout = not full and spec.lora_dropout > 0
     lora = None if full else lora_counts(arch, spec.lora_r, spec.lora_targets)
     targets = lora.targets if lora else frozenset()
+    autocast = _autocast(spec, mech)
+    a_bytes = adapter_param_bytes(spec, mech)
+    cast_bytes = b if (autocast or a_bytes == b) else a_bytes  # what lora_A's matmul saves per element
+    shared = a_bytes == b and not autocast
 
     def lin_input(width: int, names: tuple[str, ...]) -> float:
-        """Saved bytes for the input (width per token) shared by the linears `names`."""
         if full:
             return b * width
         hit = [n for n in names if n in targets]
         if not hit:
             return 0.0
-        if dropout:  # one dropped-out copy + bool mask per targeted module
-            return len(hit) * (b + 1) * width
-        return b * width  # lora_A of every targeted module reads the same tensor
+        if dropout:
+            return len(hit) * (cast_bytes + 1) * width
+        return (1 if shared else len(hit)) * cast_bytes * width
 
     norm = (6.0 if full else 4.0) * h * 2
-    attn = 4 * b * q_dim  # q, k, v (repeated), out
+    attn = 4 * b * q_dim + 4 * arch.num_heads + b * q_dim  # q, k, v, out; fp32 logsumexp; o_proj's input copy
     attn += lin_input(h, ("q_proj", "k_proj", "v_proj"))
-    attn += lin_input(q_dim, ("o_proj",))
+    if full:
+        attn -= b * q_dim  # o_proj's input is the saved copy counted above
+    attn += lin_input(q_dim, ("o_proj",)) if not full else b * q_dim
     if arch.gated_mlp:
-        mlp = 3 * b * inter
-        mlp += lin_input(h, ("gate_proj", "up_proj"))
+        mlp = 3 * b * inter + lin_input(h, ("gate_proj", "up_proj"))
     else:
-        mlp = 2 * b * inter
-        mlp += lin_input(h, ("up_proj",))
+        mlp = 2 * b * inter + lin_input(h, ("up_proj",))
     mlp += lin_input(inter, ("down_proj",))
-    lora_mid = b * lora.rank_per_token if lora else 0.0
-    per_token = norm + attn + mlp + lora_mid
-    total = per_token * tokens
+    lora_mid = (b if autocast else a_bytes) * lora.rank_per_token if lora else 0.0
+    return norm + attn + mlp + lora_mid
+
+
+def layer_backward_transient_bytes(arch: ModelArch, spec: JobSpec, tokens: int, seq_len: int, batch: int) -> float:
+    """Bytes that exist only while one decoder layer runs backward, on top of what it saved.
+
+    The larger of the MLP's backward (grads of the product's two operands and of SiLU's input, 3 x inter)
+    and attention's backward (dq, dk, dv at all heads plus flash/SDPA's fp32 dq accumulator and softmax
+    row sums, flash-attention 2 `mha_bwd`), plus the gradient of the residual stream in and out of the layer.
+    Eager attention adds the fp32 gradient of its s x s scores.
+    """
+    total = _layer_transient_per_token(arch, spec) * tokens
     if spec.attention == "eager":
-        total += 6 * batch * arch.num_heads * seq_len * seq_len
-    return total * CAL.activation_scale
+        total += 4 * batch * arch.num_heads * seq_len * seq_len
+    return total
+
+
+def _layer_transient_per_token(arch: ModelArch, spec: JobSpec) -> float:
+    mech = mechanisms(spec)
+    b = activation_bytes(spec.precision)
+    q_dim = arch.num_heads * arch.head_dim
+    experts = arch.experts_per_token if arch.num_experts else 1
+    inter = arch.intermediate_size * experts
+    mlp = 3 * b * inter
+    attn = 3 * b * q_dim + 4 * q_dim + 4 * arch.num_heads
+    return max(mlp, attn) + 2 * residual_bytes(spec, mech) * arch.hidden_size
 
 
 def activation_bytes_total(arch: ModelArch, spec: JobSpec, tokens: int, seq_len: int, batch: int) -> float:
-    """All saved activations of a micro-batch, with or without per-layer gradient checkpointing.
+    """Everything a micro-batch saves for backward, at the start of backward (the loss excluded).
 
-    With checkpointing (non-reentrant, one checkpoint per decoder layer) each layer keeps only its input
-    (16-bit hidden state); backward recomputes one layer at a time, so one layer's full set is live on top.
-    The final norm and the lm_head's input are outside the checkpointed blocks.
+    With checkpointing (non-reentrant, one checkpoint per decoder layer) each layer keeps only its input, in
+    the residual stream's dtype; without it every layer's saved set. Outside the blocks: the final norm's
+    fp32 upcast and 16-bit output, the lm_head's input and the loss's gather of the labelled positions.
     """
-    per_layer = layer_activation_bytes(arch, spec, tokens, seq_len, batch)
-    b = activation_bytes(spec.precision)
+    mech = mechanisms(spec)
     h = arch.hidden_size
-    tail = (4 + 2) * h * tokens  # final norm fp32 upcast + lm_head input
+    tail = (4 + 2 + 2) * h * tokens
     if spec.gradient_checkpointing:
-        return arch.num_layers * b * h * tokens + per_layer + tail
-    return arch.num_layers * per_layer + tail
+        return arch.num_layers * residual_bytes(spec, mech) * h * tokens + tail
+    return arch.num_layers * layer_activation_bytes(arch, spec, tokens, seq_len, batch) + tail
 
 
 # ------------------------------------------------------------------------------------------------------
 # the whole step
 # ------------------------------------------------------------------------------------------------------
-def estimate_memory(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int,
-                    seq_len: int | None = None, batch: int | None = None) -> MemoryEstimate:
-    """Per-GPU peak memory of `spec` on `world` GPUs of type `gpu` (overrides for the fit search)."""
-    s = seq_len or spec.seq_len
-    mb = batch or spec.batch_size
-    tokens = s * mb
+@dataclass(frozen=True)
+class Moment:
+    name: str
+    parts: dict[str, float]  # BREAKDOWN_KEYS -> bytes
+    fragmentation: float = 0.0  # bytes the allocator holds beyond the live ones at this moment
+
+    @property
+    def allocated(self) -> float:
+        return sum(self.parts.values())
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """The token-independent terms of a job on `world` GPUs and the per-token coefficients (bytes)."""
+
+    w: float
+    adapter: float
+    opt: float
+    opt_temp: float
+    grads_all: float
+    grads_kept: float
+    head_grad: float
+    layer_grad: float
+    embed_grad: float
+    ddp_buckets: float
+    rs_buffer: float
+    dequant: float
+    lm_head_copy: float
+    block_copies: float
+    layer_copy: float
+    res: int  # residual-stream bytes per element
+    per_layer_tok: float  # one layer's saved bytes per token (eager's s^2 term apart)
+    transient_tok: float  # one layer's backward transients per token
+    loss_bytes: float
+    upcast: bool
+
+
+def _spec_key(spec: JobSpec) -> tuple:
+    t = spec.lora_targets
+    return (spec.method, spec.precision, spec.parallel, spec.optimizer, spec.lora_r,
+            t if isinstance(t, str) else tuple(t), spec.lora_dropout, spec.double_quant, spec.gradient_checkpointing,
+            spec.attention, spec.chunked_loss, spec.compile, spec.stack, spec.grad_accum)
+
+
+_TERMS: dict[tuple, _Terms] = {}
+
+
+def _terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
+    key = (arch, _spec_key(spec), world)
+    got = _TERMS.get(key)
+    if got is None:
+        if len(_TERMS) > 4096:
+            _TERMS.clear()
+        got = _TERMS[key] = _compute_terms(arch, spec, world)
+    return got
+
+
+def _compute_terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
+    mech = mechanisms(spec)
     method, prec, par = spec.method, spec.precision, spec.parallel
     offload = par == "fsdp-offload"
     shard = shards(spec, world)
     sharded = shard > 1
-
+    L, h, V = arch.num_layers, arch.hidden_size, arch.vocab_size
     counts = arch_counts(arch)
-    total = counts.total
     wb = weight_bytes(prec)
-    # -- weights --
+    autocast = _autocast(spec, mech)
+
+    # -- resident weights --
     if method == "qlora":
-        w = counts.quantized * nf4_bits(spec) / 8 + counts.unquantized * 2
+        unq = 4 if mech.kbit_prep_fp32 else 2
+        w_full = counts.quantized * nf4_bits(spec) / 8 + counts.unquantized * unq
+        outer = 4 if mech.kbit_prep_fp32 else 2
     else:
-        w = total * wb
-    if prec in ("bf16-mixed", "fp16-mixed") and method != "qlora":
-        w += total * 2  # autocast's 16-bit copies of every weight, saved for backward
+        w_full = counts.total * wb
+        outer = wb
+    lm_head_fp32 = outer == 4
+    block_w = max(0.0, (w_full - (counts.embedding + counts.lm_head) * outer) / L)
     if offload:
-        # parameters live on the CPU; two layers' worth are gathered on the GPU at a time (prefetch)
-        w = 2 * w / arch.num_layers
+        w = 2 * w_full / L  # two layers gathered from the CPU at a time (current + prefetch)
     elif sharded:
-        w = w / shard + 2 * (w / arch.num_layers)  # own shard + two unsharded layers (current + prefetch)
+        w = w_full / shard + 2 * block_w  # own shard + two gathered layers (current + prefetch)
+    else:
+        w = w_full
+    if sharded and mech.zero3_buckets and par == "zero3":
+        w += 1.9 * h * h * 2  # reduce bucket h^2 + prefetch bucket 0.9 h^2, 16-bit (HF "auto" ZeRO-3 config)
 
-    # -- trainable parameters: adapter, gradients, optimizer --
+    # -- autocast's 16-bit copies, saved for backward --
+    lm_head_copy = V * h * 2 if (autocast and lm_head_fp32 and method != "full") else 0.0
+    block_copies = layer_copy = 0.0
+    if autocast and method != "qlora":
+        layer_copy = sum(g.weight_params * g.count for g in counts.groups) * 2
+        block_copies = 0.0 if spec.gradient_checkpointing else layer_copy * L
+        lm_head_copy = V * h * 2
+
+    # -- trainable parameters, gradients, optimizer --
     trainable = trainable_params(arch, spec)
-    adapter = 0.0 if method == "full" else trainable * wb / shard
-    grad_bytes = trainable * wb / shard
-    opt_per = optimizer_bytes_per_param(spec.optimizer, prec)
-    opt = trainable * opt_per / shard
-    paged = spec.optimizer == "paged-adamw-8bit"
-    if paged:
-        # bitsandbytes pages these states through CUDA unified memory: evicted to the host under pressure,
-        # and not counted by torch's allocator (torchtune's 8B full fine-tune on a 24 GB RTX 4090 holds
-        # 16 GB of paged 8-bit states beyond its 18.9 GiB peak).
+    pbytes = wb if method == "full" else adapter_param_bytes(spec, mech)
+    adapter = 0.0 if method == "full" else trainable * pbytes / shard
+    grads_all = trainable * pbytes / shard
+    opt = trainable * optimizer_bytes_per_param(spec.optimizer, prec, pbytes) / shard
+    if par == "zero3" and mech.zero3_buckets and method == "full" and wb == 2:
+        opt += trainable * 4 / shard  # DeepSpeed's fp32 master weights with bf16 (2 + 2 + 12 B per parameter)
+    if spec.optimizer == "paged-adamw-8bit":
+        # paged through CUDA unified memory: evicted to the host under pressure and not counted by torch's
+        # allocator (torchtune's 8B full fine-tune on a 24 GB RTX 4090 holds 16 GB of paged 8-bit states).
         opt = 0.0
     if offload:
         opt = 0.0
-        grad_bytes = grad_bytes if method != "full" else 2 * grad_bytes / arch.num_layers
+        if method == "full":
+            grads_all = 2 * trainable * pbytes / L
+    opt_temp = 0.0
+    if spec.optimizer == "adamw" and not mech.fused_adamw:
+        opt_temp = 2 * trainable * pbytes / shard  # foreach AdamW: sqrt(v) and the update, one param-size each
+    full_grads = method == "full" and not offload
+    embed_grad = counts.embedding * wb / shard if full_grads else 0.0
+    head_grad = (counts.lm_head or counts.embedding) * wb / shard if full_grads else 0.0
+    layer_grad = (grads_all - embed_grad - (head_grad if counts.lm_head else 0.0)) / L if full_grads else 0.0
+    factor = CAL.compile_activation_factor if spec.compile else 1.0
+    return _Terms(
+        w=w, adapter=adapter, opt=opt, opt_temp=opt_temp, grads_all=grads_all,
+        grads_kept=grads_all if spec.grad_accum > 1 else 0.0, head_grad=head_grad, layer_grad=layer_grad,
+        embed_grad=embed_grad,
+        ddp_buckets=grads_all if (par == "ddp" and world > 1) else 0.0,  # flat buckets, allocated at wrap time
+        rs_buffer=(trainable * pbytes / L) if sharded else 0.0,  # one layer's unsharded grads (reduce-scatter)
+        dequant=2 * counts.largest_linear * 2 if method == "qlora" else 0.0,  # two dequantized weights in flight
+        lm_head_copy=lm_head_copy, block_copies=block_copies, layer_copy=layer_copy,
+        res=residual_bytes(spec, mech),
+        per_layer_tok=_layer_saved_per_token(arch, spec) * factor,
+        transient_tok=_layer_transient_per_token(arch, spec),
+        loss_bytes=mech.loss_bytes_per_logit * factor, upcast=mech.loss_bytes_per_logit >= 12)
 
-    # -- activations and logits --
-    act = activation_bytes_total(arch, spec, tokens, s, mb)
-    if spec.chunked_loss:
-        per_element = 2 + (CAL.logits_bytes_per_element - 2) / CAL.loss_chunks
+
+def moments(arch: ModelArch, spec: JobSpec, world: int, seq_len: int | None = None,
+            batch: int | None = None) -> list[Moment]:
+    """Every candidate peak of one training step, per GPU, in bytes."""
+    t = _terms(arch, spec, world)
+    s = seq_len or spec.seq_len
+    mb = batch or spec.batch_size
+    tokens = s * mb
+    L, h = arch.num_layers, arch.hidden_size
+    factor = CAL.compile_activation_factor if spec.compile else 1.0
+    per_layer = t.per_layer_tok * tokens
+    transient = t.transient_tok * tokens
+    if spec.attention == "eager":
+        per_layer += 6 * mb * arch.num_heads * s * s * factor
+        transient += 4 * mb * arch.num_heads * s * s
+    tail = (4 + 2 + 2) * h * tokens * factor
+    if spec.gradient_checkpointing:
+        saved = L * t.res * h * tokens * factor + tail
     else:
-        per_element = CAL.logits_bytes_per_element
-    logits = tokens * arch.vocab_size * per_element
-    if spec.compile:
-        act *= CAL.compile_activation_factor
-        logits *= CAL.compile_activation_factor
+        saved = L * per_layer + tail
+    elements = float(tokens) * arch.vocab_size
+    loss_elems = elements / CAL.loss_chunks if spec.chunked_loss else elements
+    loss_live = t.loss_bytes * loss_elems
+    frag = loss_fragmentation(loss_elems * factor, upcast=t.upcast)
+    overhead = t.ddp_buckets + CAL.cublas_workspace_mib * MIB
 
-    # -- overhead: workspace + the largest transient (QLoRA's dequantised weight; DDP's gradient buckets)
-    overhead = CAL.workspace_gib * GIB
-    if method == "qlora":
-        overhead += 2 * counts.largest_linear * 2  # two dequantised weights in flight
-    if par == "ddp" and world > 1:
-        overhead += grad_bytes  # DDP's flat gradient buckets (a second copy of the gradients)
+    def moment(name: str, grads: float, acts: float, logits: float, extra: float, fragmentation: float = 0.0,
+               copies: float = 0.0) -> Moment:
+        return Moment(name, {"weights": t.w + copies, "adapter": t.adapter, "gradients": grads,
+                             "optimizer": t.opt, "activations": acts, "logits": logits,
+                             "overhead": overhead + extra}, fragmentation)
 
-    # the two candidate peaks
-    # At the optimizer step every gradient is held and nothing else: fused AdamW (PyTorch's fused=True, the
-    # default of torchtune recipes and of transformers 5's Trainer) updates in place, without temporaries.
-    grads_kept = grad_bytes if spec.grad_accum > 1 else 0.0
-    if act + logits + grads_kept >= grad_bytes:
-        grads_at_peak, act_at_peak, logits_at_peak = grads_kept, act, logits
+    out = [moment("loss_backward", t.grads_kept, saved, loss_live, 0.0, frag, t.block_copies + t.lm_head_copy)]
+    grads_late = t.grads_kept if spec.grad_accum > 1 else t.head_grad + t.layer_grad
+    layer_extra = t.dequant + t.rs_buffer
+    if spec.gradient_checkpointing:
+        acts = L * t.res * h * tokens * factor + per_layer + transient
+        out.append(moment("layer_recompute", grads_late, acts, 0.0, layer_extra, copies=t.layer_copy))
+        first = t.res * h * tokens + per_layer + transient  # layer 0, with nearly every gradient live
     else:
-        grads_at_peak, act_at_peak, logits_at_peak = grad_bytes, 0.0, 0.0
-    breakdown = {
-        "weights": w,
-        "adapter": adapter,
-        "gradients": grads_at_peak,
-        "optimizer": opt,
-        "activations": act_at_peak,
-        "logits": logits_at_peak,
-        "overhead": overhead,
-    }
-    allocated = sum(breakdown.values())
-    reserved = allocated * CAL.reserved_ratio
+        out.append(moment("layer_backward", grads_late, saved - tail + transient, 0.0, layer_extra,
+                          copies=t.block_copies))
+        first = per_layer + transient
+    if spec.method == "full" or spec.grad_accum > 1:
+        late = t.grads_all if spec.grad_accum > 1 else t.grads_all - t.embed_grad
+        out.append(moment("backward_end", late, first, 0.0, layer_extra, copies=t.layer_copy))
+        out.append(moment("backward_end", t.grads_all, t.res * h * tokens, 0.0, t.rs_buffer))
+    out.append(moment("optimizer_step", t.grads_all, 0.0, 0.0, t.opt_temp))
+    return out
+
+
+def peak_bytes(arch: ModelArch, spec: JobSpec, world: int, seq_len: int | None = None,
+               batch: int | None = None) -> tuple[Moment, float]:
+    """(the moment with the most live bytes, peak reserved bytes) -- the fit searches' fast path."""
+    ms = moments(arch, spec, world, seq_len, batch)
+    totals = [m.allocated for m in ms]
+    i = max(range(len(ms)), key=totals.__getitem__)
+    reserved = max(a + m.fragmentation for a, m in zip(totals, ms))
+    return ms[i], reserved
+
+
+def estimate_memory(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int,
+                    seq_len: int | None = None, batch: int | None = None, *,
+                    band_ratios: tuple[float, float] | None = None,
+                    memory_factor: float = 1.0) -> MemoryEstimate:
+    """Per-GPU peak memory of `spec` on `world` GPUs of type `gpu` (overrides for the fit searches).
+
+    `band_ratios` (low, high): measured/predicted ratios that bound the estimator's error
+    (planner/estimator/bands.py; default: the band in planner/data/accuracy.json).
+    `memory_factor`: a user calibration's measured/predicted correction (planner/estimator/calibration.py).
+    """
+    ms = moments(arch, spec, world, seq_len, batch)
+    totals = [m.allocated for m in ms]
+    i = max(range(len(ms)), key=totals.__getitem__)
+    peak = ms[i]
+    allocated = totals[i] * memory_factor
+    reserved = max(max(a + m.fragmentation for a, m in zip(totals, ms)) * memory_factor, allocated)
     capacity = gpu.memory_gib
-    headroom = capacity - reserved / GIB - CAL.cuda_context_gib
+    if band_ratios is None:
+        from planner.estimator.bands import default_band_ratios
+
+        band_ratios = default_band_ratios()
+    lo, hi = band_ratios
+    reserved_gib = reserved / GIB
+    by_name: dict[str, float] = {}
+    for a, m in zip(totals, ms):
+        by_name[m.name] = max(by_name.get(m.name, 0.0), a)
     return MemoryEstimate(
         peak_allocated_gib=round(allocated / GIB, 3),
-        peak_reserved_gib=round(reserved / GIB, 3),
+        peak_reserved_gib=round(reserved_gib, 3),
         capacity_gib=capacity,
-        breakdown_gib={k: round(v / GIB, 3) for k, v in breakdown.items()},
-        headroom_gib=round(headroom, 3),
+        breakdown_gib={k: round(v * memory_factor / GIB, 3) for k, v in peak.parts.items()},
+        headroom_gib=round(capacity - reserved_gib - CAL.cuda_context_gib, 3),
+        peak_moment=peak.name,
+        band_gib=[round(reserved_gib * lo, 3), round(reserved_gib * hi, 3)],
+        moments_gib={k: round(v * memory_factor / GIB, 3) for k, v in by_name.items()},
     )
 
 
-def fits(mem: MemoryEstimate) -> bool:
-    """Fits when reserved memory plus the CUDA context stays within the card."""
-    return mem.headroom_gib >= 0
+def conservative_headroom_of(arch: ModelArch, spec: JobSpec, gpu: GPU, world: int, seq_len: int | None = None,
+                             batch: int | None = None, memory_factor: float = 1.0) -> float:
+    """GiB left on the card at the band's high end, without building a MemoryEstimate (fit searches)."""
+    from planner.estimator.bands import default_band_ratios
+
+    _, reserved = peak_bytes(arch, spec, world, seq_len, batch)
+    hi = round(reserved * memory_factor / GIB * default_band_ratios()[1], 3)  # as estimate_memory rounds band_gib
+    return round(gpu.memory_gib - hi - CAL.cuda_context_gib, 3)
+
+
+def fit_call(mem: MemoryEstimate) -> bool | str:
+    """True when the band's high end (plus the CUDA context) fits the card; "tight" when the card's capacity
+    falls inside the band; False when even the low end does not fit."""
+    lo, hi = mem.band_gib or [mem.peak_reserved_gib, mem.peak_reserved_gib]
+    if round(mem.capacity_gib - hi - CAL.cuda_context_gib, 3) >= 0:
+        return True
+    if round(mem.capacity_gib - lo - CAL.cuda_context_gib, 3) >= 0:
+        return "tight"
+    return False
+
+
+def conservative_headroom(mem: MemoryEstimate) -> float:
+    """GiB left on the card at the band's high end (negative: the job may not fit)."""
+    hi = (mem.band_gib or [mem.peak_reserved_gib] * 2)[1]
+    return round(mem.capacity_gib - hi - CAL.cuda_context_gib, 3)
+
+
+def fits(mem: MemoryEstimate) -> bool | str:
+    """The three-valued fit call (True / "tight" / False); see fit_call."""
+    return fit_call(mem)

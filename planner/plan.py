@@ -71,11 +71,14 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
         "model": arch.summary() | {"params_trainable": trainable_params(arch, spec)},
     }
     warnings: list[str] = []
+    from planner.estimator.calibration import load as load_calibration
+
+    cal = load_calibration()  # the user's `gpuplan calibrate` result, if any
     if spec.gpu:
-        single = evaluate(arch, spec, spec.gpu)
+        single = evaluate(arch, spec, spec.gpu, calibration=cal)
         doc.update(to_dict(single))
     else:
-        doc["gpus"] = [to_dict(evaluate(arch, spec, name, n)) for name in GPUS for n in GPU_COUNTS]
+        doc["gpus"] = [to_dict(evaluate(arch, spec, name, n, calibration=cal)) for name in GPUS for n in GPU_COUNTS]
 
     # Candidates for the comparison: the job as given (gpu type from the offer, count from the instance).
     cache: dict[tuple[str, int], GpuPlan] = {}
@@ -83,7 +86,8 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
     def candidate(gpu_name: str, n: int) -> GpuPlan:
         key = (gpu_name, n)
         if key not in cache:
-            cache[key] = evaluate(arch, spec, gpu_name, n, with_suggestions=False, with_limits=False)
+            cache[key] = evaluate(arch, spec, gpu_name, n, with_suggestions=False, with_limits=False,
+                                  calibration=cal)
         return cache[key]
 
     if compare:
@@ -93,6 +97,9 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
                                other_use_hours=other_use_hours, today=today, warnings=warnings))
     doc["accuracy"] = measured_accuracy()
     doc["assumptions"] = doc.get("assumptions", []) + estimator_assumptions()
+    if cal is not None:
+        doc["calibration"] = cal.to_dict() | {"path": cal.path}
+        doc["assumptions"] += cal.assumptions()
     if compare:
         from planner.sensitivity import sensitivity_rows
 

@@ -22,7 +22,13 @@ class MemoryEstimate:
     peak_reserved_gib: float
     capacity_gib: float  # what the GPU offers (total memory as the driver reports it)
     breakdown_gib: dict[str, float]  # keys: BREAKDOWN_KEYS
-    headroom_gib: float = 0.0  # capacity - peak_reserved (negative: does not fit)
+    headroom_gib: float = 0.0  # capacity - peak_reserved - CUDA context (negative: does not fit)
+    # the step's moment whose live bytes are largest: loss_backward | layer_recompute | layer_backward |
+    # backward_end | optimizer_step (planner/memory.py)
+    peak_moment: str = ""
+    # [low, high] of peak_reserved_gib from the estimator's measured (leave-one-source-out) error
+    band_gib: list[float] | None = None
+    moments_gib: dict[str, float] | None = None  # allocated GiB at each moment
 
 
 @dataclass
@@ -60,7 +66,7 @@ class Suggestion:
     change: str  # human sentence, e.g. "turn on gradient checkpointing"
     overrides: dict[str, Any]  # job spec fields to change, e.g. {"gradient_checkpointing": True}
     peak_reserved_gib: float
-    fits: bool
+    fits: bool | str
     tokens_per_s: float
     speed_ratio: float  # tokens/s after / tokens/s before (or vs. the job as given at this GPU)
 
@@ -72,13 +78,17 @@ class GpuPlan:
     gpu: str
     gpus: int  # total GPUs (gpus per node x nodes)
     nodes: int
-    fits: bool
+    # True: fits with the band's high end; "tight": the card's capacity is inside the band; False: even the
+    # low end does not fit. JSON consumers: "tight" is truthy -- test `fits is True` for "fits with margin".
+    fits: bool | str
     memory: MemoryEstimate
     throughput: ThroughputEstimate
     time: TimeEstimate | None
     limits: Limits
     suggestions: list[Suggestion] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    estimator: dict[str, Any] = field(default_factory=dict)  # {"kind": "analytic", "stack": ...}
+    calibration: dict[str, Any] | None = None  # the user calibration applied, when one applies
 
 
 @dataclass

@@ -107,6 +107,28 @@ _GPU_MAP = [("RTX 4090", "RTX4090"), ("RTX A6000", "RTXA6000"), ("A100-SXM4-40GB
             ("H100", "H100"), ("not stated", "A100-80GB")]
 
 
+# The stack each source measured with (planner/estimator/stacks.py), by the row id's source prefix.
+_STACK_BY_SOURCE = {
+    "TT": "torchtune",  # torchtune READMEs and tutorials
+    "LG": "litgpt",  # litgpt config hub and resource tables
+    "LF": "llama-factory",  # LLaMA-Factory's benchmark quoted by unsloth (2024-01)
+    "PB": "hf-trainer",  # PEFT's method_comparison benchmark (2026, transformers 5 + PEFT)
+    "HB": "hf-trainer-2024",  # HF blog (2023-05): TRL SFTTrainer on transformers 4.x
+    "MF": "gpuplan",  # llm-foundry pre-training throughput only (no memory figure)
+    "NM": "gpuplan",
+    "PR": "hf-trainer-2024",
+}
+
+
+def source_of(row_id: str) -> str:
+    """The publishing source of a row: its id's letters (TT, LG, PB, LF, HB, MF ...)."""
+    return re.match(r"[A-Za-z]+", row_id).group().upper() if re.match(r"[A-Za-z]+", row_id) else row_id
+
+
+def stack_of(row_id: str) -> str:
+    return _STACK_BY_SOURCE.get(source_of(row_id), "gpuplan")
+
+
 def _gpu(text: str) -> str:
     for key, name in _GPU_MAP:
         if key in text:
@@ -188,6 +210,7 @@ def _parse(raw: dict[str, str]) -> Row:
         "compile": "torch.compile" in flags or "+compile" in flags or "uses torch.compile" in raw.get("notes", ""),
         "mean_example_tokens": mean, "dataset_examples": 1000 if mean else None,
         "gpu": _gpu(raw["gpu"]), "gpus": min(n_gpus, 8), "nodes": max(1, n_gpus // 8), "parallel": parallel,
+        "stack": stack_of(raw["id"]),
     })
     # -- memory target --
     mem, metric = raw["peak_mem_gb"], raw["mem_metric"]
@@ -309,10 +332,15 @@ class Scored:
     id: str
     kind: str  # memory | throughput | fit
     published: float | bool
-    predicted: float | bool
+    predicted: float | bool | str
     error_pct: float | None = None
     rule_accelerate_pct: float | None = None
     rule_llamafactory_pct: float | None = None
+    source: str = ""
+    stack: str = ""
+    peak_moment: str = ""
+    point_gib: float | None = None  # fit rows: the point estimate of reserved memory
+    capacity_gib: float | None = None  # fit rows: the card
 
 
 def _rules_gib(row: Row) -> tuple[float, float]:
@@ -326,25 +354,34 @@ def _rules_gib(row: Row) -> tuple[float, float]:
 
 
 def score(rows: list[Row]) -> list[Scored]:
+    """Each row's prediction as shipped (no correction); fit calls with the band of all memory rows."""
     out: list[Scored] = []
     for row in rows:
         if row.spec is None or row.arch is None:
             continue
-        plan = evaluate(row.arch, row.spec, row.spec.gpu or "A100-80GB", with_suggestions=False)
+        plan = evaluate(row.arch, row.spec, row.spec.gpu or "A100-80GB", with_suggestions=False, with_limits=False)
         mem = plan.memory
+        src, stack = source_of(row.id), row.spec.stack
         if row.mem_target_gib is not None:
             pred = {"allocated": mem.peak_allocated_gib, "reserved": mem.peak_reserved_gib,
                     "smi": mem.peak_reserved_gib + CAL.cuda_context_gib}[row.mem_metric]
             accel, lf = _rules_gib(row)
             t = row.mem_target_gib
             out.append(Scored(row.id, "memory", round(t, 2), round(pred, 2), _pct(pred, t), _pct(accel, t),
-                              _pct(lf, t)))
+                              _pct(lf, t), source=src, stack=stack, peak_moment=mem.peak_moment))
         if row.fit_label is not None:
-            out.append(Scored(row.id, "fit", row.fit_label, plan.fits))
+            out.append(Scored(row.id, "fit", row.fit_label, plan.fits, source=src, stack=stack,
+                              peak_moment=mem.peak_moment, point_gib=mem.peak_reserved_gib,
+                              capacity_gib=mem.capacity_gib))
         if row.tps_target_per_gpu is not None:
             t = row.tps_target_per_gpu
             pred = plan.throughput.tokens_per_s_per_gpu
-            out.append(Scored(row.id, "throughput", round(t, 1), round(pred, 1), _pct(pred, t)))
+            out.append(Scored(row.id, "throughput", round(t, 1), round(pred, 1), _pct(pred, t), source=src,
+                              stack=stack))
+    band = memory_band([s for s in out if s.kind == "memory"])
+    for s in out:  # fit calls with the band measured in this same run (not the one stored from the last)
+        if s.kind == "fit":
+            s.predicted = fit_call_with_band(s, band)
     return out
 
 
@@ -352,19 +389,125 @@ def _pct(pred: float, target: float) -> float:
     return round(100 * (pred - target) / target, 1)
 
 
+# ------------------------------------------------------------------------------------------------------
+# calibration and leave-one-source-out
+# ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Fitted:
+    """What "calibrating" on a set of rows fits: a memory scale, a speed scale and the error band."""
+
+    memory_scale: float
+    speed_scale: float
+    band: tuple[float, float]
+
+
+def _ratio(s: Scored) -> float:
+    return float(s.published) / float(s.predicted)  # measured / predicted
+
+
+def memory_band(memory_rows: list[Scored]) -> tuple[float, float]:
+    from planner.estimator.bands import band_from_ratios
+
+    return band_from_ratios([_ratio(s) for s in memory_rows if s.predicted])
+
+
+def fit_call_with_band(s: Scored, band: tuple[float, float]) -> bool | str:
+    assert s.point_gib is not None and s.capacity_gib is not None
+    lo, hi = s.point_gib * band[0] + CAL.cuda_context_gib, s.point_gib * band[1] + CAL.cuda_context_gib
+    if hi <= s.capacity_gib:
+        return True
+    return "tight" if lo <= s.capacity_gib else False
+
+
+def calibrate_on(scored: list[Scored]) -> Fitted:
+    mem = [s for s in scored if s.kind == "memory" and s.predicted]
+    tps = [s for s in scored if s.kind == "throughput" and s.predicted]
+    return Fitted(memory_scale=statistics.median(_ratio(s) for s in mem) if mem else 1.0,
+                  speed_scale=statistics.median(_ratio(s) for s in tps) if tps else 1.0,
+                  band=memory_band(mem))
+
+
+def apply_fitted(fitted: Fitted, scored: list[Scored]) -> list[Scored]:
+    """The rows re-predicted with `fitted`: predictions x scale, fit calls with its band."""
+    out = []
+    for s in scored:
+        if s.kind == "memory":
+            pred = float(s.predicted) * fitted.memory_scale
+            out.append(Scored(s.id, s.kind, s.published, round(pred, 2), _pct(pred, float(s.published)),
+                              source=s.source, stack=s.stack))
+        elif s.kind == "throughput":
+            pred = float(s.predicted) * fitted.speed_scale
+            out.append(Scored(s.id, s.kind, s.published, round(pred, 1), _pct(pred, float(s.published)),
+                              source=s.source, stack=s.stack))
+        else:
+            out.append(Scored(s.id, s.kind, s.published, fit_call_with_band(s, fitted.band), source=s.source,
+                              stack=s.stack, point_gib=s.point_gib, capacity_gib=s.capacity_gib))
+    return out
+
+
+def in_sample(scored: list[Scored]) -> list[Scored]:
+    """Calibrated on every row, scored on the same rows."""
+    return apply_fitted(calibrate_on(scored), scored)
+
+
+def leave_one_source_out(scored: list[Scored]) -> list[Scored]:
+    """For each source: calibrate on the other sources' rows, score on this source's rows."""
+    out: list[Scored] = []
+    for src in sorted({s.source for s in scored}):
+        held = [s for s in scored if s.source == src]
+        rest = [s for s in scored if s.source != src]
+        out += apply_fitted(calibrate_on(rest), held)
+    return out
+
+
+def _mape(xs: list[Scored]) -> float | None:
+    return round(statistics.fmean(abs(s.error_pct) for s in xs), 1) if xs else None
+
+
+def _median_ape(xs: list[Scored]) -> float | None:
+    return round(statistics.median(abs(s.error_pct) for s in xs), 1) if xs else None
+
+
+def _fit_counts(fit: list[Scored]) -> tuple[int, int, int]:
+    """(called right, called "tight", called True on a published OOM)."""
+    right = sum(1 for s in fit if s.predicted is s.published or (s.predicted is False and s.published is False))
+    tight = sum(1 for s in fit if s.predicted == "tight")
+    oom_fits = sum(1 for s in fit if s.predicted is True and s.published is False)
+    return right, tight, oom_fits
+
+
 def summary(scored: list[Scored]) -> dict[str, Any]:
     mem = [s for s in scored if s.kind == "memory"]
     tps = [s for s in scored if s.kind == "throughput"]
     fit = [s for s in scored if s.kind == "fit"]
+    ins, loso = in_sample(scored), leave_one_source_out(scored)
+    right, tight, oom_fits = _fit_counts(fit)
+    l_right, l_tight, l_oom = _fit_counts([s for s in loso if s.kind == "fit"])
+    band = memory_band(mem)
+    under = [s for s in mem if s.error_pct is not None and s.error_pct < 0]
     return {
         "rows_memory": len(mem),
-        "memory_mape_pct": round(statistics.fmean(abs(s.error_pct) for s in mem), 1) if mem else None,
+        "memory_mape_pct": _mape(mem),
         "memory_mape_accelerate_rule_pct": round(statistics.fmean(abs(s.rule_accelerate_pct) for s in mem), 1)
         if mem else None,
         "memory_mape_llamafactory_rule_pct": round(statistics.fmean(abs(s.rule_llamafactory_pct) for s in mem), 1)
         if mem else None,
+        "memory_mape_insample_pct": _mape([s for s in ins if s.kind == "memory"]),
+        "memory_mape_loso_pct": _mape([s for s in loso if s.kind == "memory"]),
+        "memory_underestimates": len(under),
+        "memory_worst_underestimate_pct": min((s.error_pct for s in under), default=None),
         "rows_throughput": len(tps),
-        "throughput_median_ape_pct": round(statistics.median(abs(s.error_pct) for s in tps), 1) if tps else None,
+        "throughput_median_ape_pct": _median_ape(tps),
+        "throughput_median_ape_insample_pct": _median_ape([s for s in ins if s.kind == "throughput"]),
+        "throughput_median_ape_loso_pct": _median_ape([s for s in loso if s.kind == "throughput"]),
         "rows_fit": len(fit),
-        "fit_correct": sum(1 for s in fit if s.published == s.predicted),
+        "fit_correct": right,
+        "fit_tight": tight,
+        "fits_called_on_oom": oom_fits,
+        "fit_correct_loso": l_right,
+        "fit_tight_loso": l_tight,
+        "fits_called_on_oom_loso": l_oom,
+        "band_low_ratio": band[0],
+        "band_high_ratio": band[1],
+        "sources": sorted({s.source for s in scored}),
     }

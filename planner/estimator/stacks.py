@@ -1,0 +1,90 @@
+"""Training stacks by mechanism: the few things that change a step's memory between the bundled trainer and
+the common others, each with where it comes from.
+
+A job spec's `stack` (train.spec.STACKS) selects one `Mechanisms`; the memory model reads only these fields,
+never the stack's name, so a stack differs from another by exactly the bytes of the mechanisms that differ.
+
+Mechanisms
+- loss_bytes_per_logit: bytes per logit element (batch x seq x vocab) live at the loss's backward peak.
+  Logits upcast to fp32 before cross-entropy (our train/loss.py `head(hidden).float()`; transformers 5's
+  ForCausalLMLoss `logits.float()`): log-softmax saves its fp32 output (4 B); at backward's first op of the
+  loss (`_log_softmax_backward_data`) the fp32 grad from nll_loss's backward (4 B) and the fp32 grad_input
+  (4 B) are live with it: 12 B (traced on meta tensors, issue 9). transformers 4.3x-4.4x (2024) upcast inside
+  the model's forward and took a `.contiguous()` shifted copy (modeling_llama.py, `logits = logits.float()`,
+  `shift_logits = logits[..., :-1, :].contiguous()`): the fp32 logits held by the output plus the shifted
+  copy's slice-backward add 4 B: 16 B. litgpt's `chunked_cross_entropy` (litgpt/utils.py) runs
+  cross-entropy on the bf16 logits in 128-position chunks with no upcast: bf16 logits (2) + bf16 log-softmax
+  (2) + bf16 grad (2): 6 B.
+- kbit_prep_fp32: PEFT's `prepare_model_for_kbit_training` casts every non-quantized fp16/bf16 parameter
+  (embeddings, lm_head, norms) to fp32 (peft/utils/other.py). Our trainer, HF Trainer/TRL, axolotl and
+  LLaMA-Factory call it for QLoRA. torchtune (torchao NF4, whole model bf16) and litgpt (bitsandbytes
+  plugin, bf16-true) do not.
+- adapter_bytes: bytes per LoRA parameter. PEFT >= 0.12 (2024-07) creates adapters in fp32 when the base is
+  16-bit (`autocast_adapter_dtype=True`, peft/tuners/tuners_utils.py); torchtune and litgpt keep the whole
+  model, adapters included, in bf16.
+- autocast: the forward runs under torch.autocast (QLoRA on CUDA in our trainer, HF Trainer `bf16=True`).
+  Autocast caches casts only of leaf tensors that require grad, so the frozen fp32 lm_head gets an uncached
+  bf16 copy per call, which the matmul saves for backward (V x h x 2 B); PEFT's fp32 adapters read a bf16
+  cast of their input.
+- fp32 residual: not a flag; it follows from the dtypes. When the embedding weight is fp32 (k-bit prep or
+  fp32 master weights) the embedding output is fp32 and `residual + attn_out` promotes to fp32 for the whole
+  stream, so each checkpointed layer input costs 4 B per element, not 2.
+- zero3_buckets: DeepSpeed ZeRO-3 keeps a reduce bucket and a prefetch bucket of 16-bit values; HF's
+  "auto" config sizes them reduce_bucket_size = h^2 and stage3_prefetch_bucket_size = 0.9 h^2
+  (transformers/integrations/deepspeed.py); with bf16 it keeps fp32 master weights in the optimizer
+  (DeepSpeed docs, "ZeRO-3 Offload": 2 + 2 + 12 bytes per parameter, sharded).
+- fused_adamw: torch's fused AdamW (our trainer on CUDA, train/optim.py; transformers 5's default optim
+  "adamw_torch_fused"; torchtune's full fine-tune configs `fused: True`) updates in place; the foreach
+  implementation (transformers 4.4x "adamw_torch", litgpt) allocates param-size temporaries (sqrt of the
+  second moment, the update) for the whole parameter list: 2 x the state dtype per parameter.
+- fsdp_flat_fp32: FSDP1 flattens a wrapped module's parameters into one flat fp32 buffer when the model is
+  loaded in fp32 for mixed precision (torch.distributed.fsdp FlatParameter); the gathered layer is that
+  dtype, not 16-bit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from train.spec import JobSpec
+
+
+@dataclass(frozen=True)
+class Mechanisms:
+    name: str
+    loss_bytes_per_logit: float
+    kbit_prep_fp32: bool
+    adapter_bytes: int
+    autocast_qlora: bool  # QLoRA forward under torch.autocast (16-bit compute over fp32 non-quantized weights)
+    zero3_buckets: bool
+    fsdp_flat_fp32: bool
+    fused_adamw: bool  # AdamW updates in one fused kernel (no temporaries) vs foreach (param-size temporaries)
+    source: str
+
+
+_PEFT = "PEFT prepare_model_for_kbit_training + fp32 adapters (peft 0.12+, 2024-07)"
+
+STACK_MECHANISMS: dict[str, Mechanisms] = {
+    "gpuplan": Mechanisms("gpuplan", 12.0, True, 4, True, False, False, True,
+                          "the bundled trainer (train/model.py, train/loss.py): " + _PEFT + ", fp32 loss upcast"),
+    "hf-trainer": Mechanisms("hf-trainer", 12.0, True, 4, True, True, True, True,
+                             "transformers 5 Trainer: ForCausalLMLoss upcasts logits to fp32; " + _PEFT),
+    "hf-trainer-2024": Mechanisms("hf-trainer-2024", 16.0, True, 4, True, True, True, False,
+                                  "transformers 4.40-4.45 (2024): fp32 logits in the model output + shifted "
+                                  "contiguous copy; " + _PEFT),
+    "trl": Mechanisms("trl", 12.0, True, 4, True, True, True, True, "TRL SFTTrainer on transformers 5 Trainer; " + _PEFT),
+    "axolotl": Mechanisms("axolotl", 12.0, True, 4, True, True, True, True,
+                          "axolotl on HF Trainer (its fused/cut cross-entropy plugins off by default); " + _PEFT),
+    "llama-factory": Mechanisms("llama-factory", 12.0, True, 4, True, True, True, True,
+                                "LLaMA-Factory on HF Trainer; " + _PEFT),
+    "torchtune": Mechanisms("torchtune", 12.0, False, 2, False, False, False, True,
+                            "torchtune recipes: whole model bf16 (dtype: bf16), torchao NF4, no autocast; the "
+                            "chunked loss is the spec's chunked_loss (CEWithChunkedOutputLoss, v0.3+)"),
+    "litgpt": Mechanisms("litgpt", 6.0, False, 2, False, False, False, False,
+                         "litgpt: bf16-true, bitsandbytes plugin without k-bit prep, chunked_cross_entropy on "
+                         "bf16 logits"),
+}
+
+
+def mechanisms(spec: JobSpec) -> Mechanisms:
+    """The mechanisms of the stack that runs `spec` (train.spec validates the name)."""
+    return STACK_MECHANISMS.get(spec.stack, STACK_MECHANISMS["gpuplan"])
