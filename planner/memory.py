@@ -353,9 +353,12 @@ def _compute_terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
     if spec.optimizer == "adamw" and not mech.fused_adamw:
         opt_temp = 2 * trainable * pbytes / shard  # foreach AdamW: sqrt(v) and the update, one param-size each
     full_grads = method == "full" and not offload
+    # gradients in the order backward creates them: the lm_head's and the final norm's first (a tied
+    # embedding's whole gradient is created there), then one layer's at a time, then the embedding's
     embed_grad = counts.embedding * wb / shard if full_grads else 0.0
-    head_grad = (counts.lm_head or counts.embedding) * wb / shard if full_grads else 0.0
-    layer_grad = (grads_all - embed_grad - (head_grad if counts.lm_head else 0.0)) / L if full_grads else 0.0
+    layer_grad = arch._layer_params() * wb / shard if full_grads else 0.0
+    outside = grads_all - L * layer_grad if full_grads else 0.0  # embedding + lm_head + final norm
+    head_grad = outside - (embed_grad if counts.lm_head else 0.0)
     factor = CAL.compile_activation_factor if spec.compile else 1.0
     return _Terms(
         w=w, adapter=adapter, opt=opt, opt_temp=opt_temp, grads_all=grads_all,

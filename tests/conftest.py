@@ -15,6 +15,11 @@ os.environ.setdefault("SKYPILOT_DISABLE_LOCAL_API_SERVER", "1")
 # Never let a test reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Never let a developer's own `gpuplan calibrate` result (~/.config/gpuplan/calibration.json) change a plan under test.
+if "GPUPLAN_CONFIG_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["GPUPLAN_CONFIG_DIR"] = tempfile.mkdtemp(prefix="gpuplan-test-config-")
 
 
 @pytest.fixture(scope="session")

@@ -41,67 +41,158 @@ def test_nf4_with_double_quantization_is_4_127_bits_per_weight():
     assert M.NF4_BITS == 4.5
 
 
-def test_full_bf16_adamw_holds_2_bytes_weights_2_gradients_4_optimizer_per_parameter():
-    # No activations to speak of at 1 token: the peak is the optimizer step, with every gradient held.
-    mem = M.estimate_memory(ARCH, spec(seq_len=1, batch_size=1), get_gpu("A100"), 1)
-    b = mem.breakdown_gib
-    assert b["weights"] == pytest.approx(round(2 * TOTAL / GIB, 3), abs=1e-3)
-    assert b["gradients"] == pytest.approx(round(2 * TOTAL / GIB, 3), abs=1e-3)
-    assert b["optimizer"] == pytest.approx(round(4 * TOTAL / GIB, 3), abs=1e-3)
+def moment(spec_, name, world=1, **kw):
+    """The named moment's parts, in bytes (the largest of that name)."""
+    ms = [m for m in M.moments(ARCH, spec_, world, **kw) if m.name == name]
+    return max(ms, key=lambda m: m.allocated).parts
 
 
-def test_mixed_precision_keeps_fp32_masters_and_16_bit_working_copies():
-    mem = M.estimate_memory(ARCH, spec(precision="bf16-mixed"), get_gpu("A100"), 1)
-    assert mem.breakdown_gib["weights"] == pytest.approx(round((4 + 2) * TOTAL / GIB, 3), abs=1e-3)
+TOKENS = 2 * 128
+WORKSPACE = 64 * 2**20  # cuBLAS workspace, counted in every moment's overhead
+# one full-fine-tuning layer's saved bytes per token (sdpa, bf16), itemised:
+#   norms 2 x (4 fp32 upcast + 2 normalised) x h; attention q,k,v,out 4 x 2 x q_dim + fp32 logsumexp 4 x heads
+#   + o_proj's contiguous input 2 q_dim + q/k/v's input 2 h; MLP gate, SiLU out, up 3 x 2 I + gate/up input 2 h
+#   + down input 2 I
+FULL_LAYER_PER_TOKEN = 2 * 6 * 64 + (4 * 2 * 64 + 4 * 4 + 2 * 64 + 2 * 64) + (3 * 2 * 128 + 2 * 64 + 2 * 128)
+# one layer's backward transients per token: max(MLP 3 x 2 I, attention 3 x 2 q_dim + fp32 dq 4 q_dim + 4 heads)
+# + the residual stream's gradient in and out (2 x 2 h)
+TRANSIENT_PER_TOKEN = max(3 * 2 * 128, 3 * 2 * 64 + 4 * 64 + 4 * 4) + 2 * 2 * 64
+TAIL = (4 + 2 + 2) * 64 * TOKENS  # final norm's fp32 upcast and output, lm_head input, the loss's label gather
 
 
-def test_qlora_weights_are_nf4_on_linear_layers_and_16_bit_elsewhere():
-    mem = M.estimate_memory(ARCH, spec(method="qlora", double_quant=True), get_gpu("A100"), 1)
-    expected = (2 * LINEAR_PER_LAYER * M.NF4_DQ_BITS / 8 + (EMBED + LM_HEAD + NORMS) * 2) / GIB
-    assert mem.breakdown_gib["weights"] == pytest.approx(round(expected, 3), abs=1e-3)
+def test_the_full_layer_saves_the_itemised_bytes():
+    assert FULL_LAYER_PER_TOKEN == 2704
+    assert M.layer_activation_bytes(ARCH, spec(), TOKENS, 128, 2) == FULL_LAYER_PER_TOKEN * TOKENS
 
 
-def test_logits_cost_ten_bytes_per_element_and_a_chunked_loss_about_three():
-    tokens, vocab = 2 * 128, 1000
-    full = M.estimate_memory(ARCH, spec(), get_gpu("A100"), 1).breakdown_gib["logits"]
-    chunked = M.estimate_memory(ARCH, spec(chunked_loss=True), get_gpu("A100"), 1).breakdown_gib["logits"]
-    assert full == pytest.approx(round(tokens * vocab * 10 / GIB, 3), abs=1e-3)
-    assert chunked == pytest.approx(round(tokens * vocab * (2 + 8 / 8) / GIB, 3), abs=1e-3)
+def test_loss_backward_holds_every_saved_activation_and_12_bytes_per_logit():
+    p = moment(spec(), "loss_backward")
+    assert p["activations"] == 2 * FULL_LAYER_PER_TOKEN * TOKENS + TAIL
+    # fp32 log-softmax saved + fp32 grad from nll_loss + fp32 grad_input of log-softmax backward
+    assert p["logits"] == 12 * TOKENS * 1000
+    assert p["gradients"] == 0  # one micro-batch per step: no gradient exists yet
+    assert p["weights"] == 2 * TOTAL and p["optimizer"] == 4 * TOTAL and p["overhead"] == WORKSPACE
 
 
-def test_checkpointing_keeps_one_hidden_state_per_layer_plus_one_layer_in_flight():
-    s = spec(gradient_checkpointing=True)
-    tokens = 2 * 128
-    per_layer = M.layer_activation_bytes(ARCH, s, tokens, 128, 2)
-    expected = 2 * (2 * 64 * tokens) + per_layer + (4 + 2) * 64 * tokens
-    assert M.activation_bytes_total(ARCH, s, tokens, 128, 2) == pytest.approx(expected)
-    no_ckpt = M.activation_bytes_total(ARCH, spec(), tokens, 128, 2)
-    assert no_ckpt == pytest.approx(2 * per_layer + (4 + 2) * 64 * tokens)
+def test_a_chunked_loss_holds_one_eighth_of_the_logits_work():
+    assert moment(spec(chunked_loss=True), "loss_backward")["logits"] == 12 * TOKENS * 1000 / 8
 
 
-def test_full_layer_activations_match_the_itemised_count():
-    # full fine-tuning, sdpa, 16-bit: norms 2 x 6h, attention 4 q_dim (q,k,v,out) + 2h (qkv input) + 2 q_dim
-    # (o input), gated MLP 3 x 2 I + 2h (gate/up input) + 2 I (down input)
-    h, q, inter = 64, 64, 128
-    per_token = 2 * 6 * h + (4 * 2 * q + 2 * h + 2 * q) + (3 * 2 * inter + 2 * h + 2 * inter)
-    got = M.layer_activation_bytes(ARCH, spec(), 256, 128, 2) / M.CAL.activation_scale
-    assert got == pytest.approx(per_token * 256)
+def test_layer_recompute_holds_checkpointed_inputs_one_layer_and_its_backward_and_the_last_gradients():
+    p = moment(spec(gradient_checkpointing=True), "layer_recompute")
+    inputs = 2 * 2 * 64 * TOKENS  # L x bf16 residual stream per token
+    assert p["activations"] == inputs + FULL_LAYER_PER_TOKEN * TOKENS + TRANSIENT_PER_TOKEN * TOKENS
+    # the lm_head's and final norm's gradients exist, plus the gradient of the layer being recomputed (its
+    # linears and two norms)
+    assert p["gradients"] == 2 * (LM_HEAD + 64) + 2 * (LINEAR_PER_LAYER + 2 * 64)
+
+
+def test_backward_end_of_a_full_fine_tune_holds_every_gradient_including_the_embedding():
+    p = moment(spec(seq_len=1, batch_size=1), "backward_end")
+    assert p["gradients"] == 2 * TOTAL
+    opt = moment(spec(seq_len=1, batch_size=1), "optimizer_step")
+    assert opt["gradients"] == 2 * TOTAL and opt["activations"] == 0 and opt["logits"] == 0
+
+
+def test_the_peak_is_the_largest_moment_and_names_it():
+    llama = dataclasses.replace(ARCH, hidden_size=4096, intermediate_size=14336, num_layers=32, num_heads=32,
+                                num_kv_heads=8, head_dim=128, vocab_size=128256)
+    cases = {
+        # long context, 128k vocabulary: the loss's fp32 logits dominate
+        "loss_backward": (llama, spec(method="qlora", seq_len=8192, batch_size=1, gradient_checkpointing=True,
+                                      optimizer="paged-adamw-8bit")),
+        # full fine-tune at short context: every gradient + the optimizer states
+        "backward_end": (llama, spec(seq_len=256, batch_size=1, gradient_checkpointing=True)),
+        # a small vocabulary with eager attention at long context: one layer's s x s scores in recompute
+        "layer_recompute": (ARCH, spec(method="lora", attention="eager", seq_len=2048, batch_size=1,
+                                       gradient_checkpointing=True)),
+        # a foreach (non-fused) AdamW allocates two parameter-size temporaries at the step (litgpt)
+        "optimizer_step": (ARCH, spec(stack="litgpt", seq_len=1, batch_size=1)),
+    }
+    for expected, (arch, s) in cases.items():
+        mem = M.estimate_memory(arch, s, get_gpu("B200"), 1)
+        assert mem.peak_moment == expected, (expected, mem.moments_gib)
+        assert max(mem.moments_gib.values()) == mem.peak_allocated_gib
+
+
+def test_mixed_precision_saves_16_bit_copies_of_the_weights_for_backward():
+    mixed = moment(spec(precision="bf16-mixed"), "loss_backward")
+    linear_copies = 2 * 2 * LINEAR_PER_LAYER  # every block linear's bf16 cast, saved by its matmul
+    assert mixed["weights"] == 4 * TOTAL + linear_copies + 2 * LM_HEAD
+
+
+def test_qlora_weights_are_nf4_linears_and_fp32_elsewhere_after_kbit_preparation():
+    s = spec(method="qlora", double_quant=True, optimizer="paged-adamw-8bit")
+    expected = 2 * LINEAR_PER_LAYER * M.NF4_DQ_BITS / 8 + (EMBED + LM_HEAD + NORMS) * 4
+    assert moment(s, "optimizer_step")["weights"] == pytest.approx(expected)
+    # under autocast the frozen fp32 lm_head is cast to bf16 on every call, and the cast is saved for backward
+    assert moment(s, "loss_backward")["weights"] == pytest.approx(expected + 2 * LM_HEAD)
+
+
+def test_qlora_residual_stream_is_fp32_after_kbit_preparation_so_checkpointed_inputs_cost_4_bytes():
+    s = spec(method="qlora", gradient_checkpointing=True, optimizer="paged-adamw-8bit")
+    assert moment(s, "loss_backward")["activations"] == 2 * 4 * 64 * TOKENS + TAIL
+    tt = spec(method="qlora", gradient_checkpointing=True, optimizer="paged-adamw-8bit", stack="torchtune")
+    assert moment(tt, "loss_backward")["activations"] == 2 * 2 * 64 * TOKENS + TAIL
+
+
+def _with_mechanism(monkeypatch, **change):
+    from planner.estimator import stacks
+
+    base = stacks.STACK_MECHANISMS["gpuplan"]
+    monkeypatch.setitem(stacks.STACK_MECHANISMS, "axolotl", dataclasses.replace(base, name="axolotl", **change))
+    M._TERMS.clear()
+
+
+@pytest.mark.parametrize("change,part,moment_name,delta", [
+    # k-bit preparation's fp32 casts: 2 extra bytes per non-quantized weight
+    ({"kbit_prep_fp32": False}, "weights", "optimizer_step", -(EMBED + LM_HEAD + NORMS) * 2),
+    # PEFT's fp32 adapters: 2 bytes per LoRA parameter, in the adapter and in its gradient
+    ({"adapter_bytes": 2}, "adapter", "optimizer_step", -ARCH.lora_params(16, "all-linear") * 2),
+    ({"adapter_bytes": 2}, "gradients", "optimizer_step", -ARCH.lora_params(16, "all-linear") * 2),
+    # autocast's uncached bf16 copy of the frozen fp32 lm_head
+    ({"autocast_qlora": False}, "weights", "loss_backward", -2 * LM_HEAD),
+    # the loss's bytes per logit element
+    ({"loss_bytes_per_logit": 16.0}, "logits", "loss_backward", 4 * TOKENS * 1000),
+])
+def test_a_stack_changes_memory_by_exactly_its_mechanisms_bytes(monkeypatch, change, part, moment_name, delta):
+    s = spec(method="qlora", optimizer="adamw-8bit", lora_r=16, lora_targets="all-linear")
+    before = moment(s, moment_name)[part]
+    _with_mechanism(monkeypatch, **change)
+    after = moment(dataclasses.replace(s, stack="axolotl"), moment_name)[part]
+    M._TERMS.clear()
+    assert after - before == pytest.approx(delta)
+
+
+def test_every_stack_names_its_mechanisms_source():
+    from planner.estimator.stacks import STACK_MECHANISMS
+    from train.spec import STACKS
+
+    assert set(STACK_MECHANISMS) == set(STACKS)
+    assert all(len(m.source) > 20 for m in STACK_MECHANISMS.values())
 
 
 def test_eager_attention_adds_the_score_matrix():
     sdpa = M.layer_activation_bytes(ARCH, spec(), 256, 128, 2)
     eager = M.layer_activation_bytes(ARCH, spec(attention="eager"), 256, 128, 2)
-    assert eager - sdpa == pytest.approx(6 * 2 * 4 * 128 * 128 * M.CAL.activation_scale)
+    assert eager - sdpa == 6 * 2 * 4 * 128 * 128  # fp32 softmax + its bf16 cast, batch 2, 4 heads, s x s
 
 
 def test_fsdp_shards_weights_gradients_and_optimizer_across_gpus():
-    one = M.estimate_memory(ARCH, spec(parallel="fsdp", seq_len=1, batch_size=1), get_gpu("A100"), 1).breakdown_gib
-    four = M.estimate_memory(ARCH, spec(parallel="fsdp", seq_len=1, batch_size=1), get_gpu("A100"), 4).breakdown_gib
-    assert four["optimizer"] == pytest.approx(one["optimizer"] / 4, abs=2e-3)
-    assert four["gradients"] == pytest.approx(one["gradients"] / 4, abs=2e-3)
-    # own shard plus two gathered layers
-    w = 2 * TOTAL
-    assert four["weights"] == pytest.approx(round((w / 4 + 2 * w / 2) / GIB, 3), abs=2e-3)
+    s = spec(parallel="fsdp", seq_len=1, batch_size=1)
+    one, four = moment(s, "optimizer_step", 1), moment(s, "optimizer_step", 4)
+    assert four["optimizer"] == pytest.approx(one["optimizer"] / 4)
+    assert four["gradients"] == pytest.approx(one["gradients"] / 4)
+    # own shard plus two gathered layers (current + prefetch)
+    layer = (2 * TOTAL - 2 * (EMBED + LM_HEAD)) / 2
+    assert four["weights"] == pytest.approx(2 * TOTAL / 4 + 2 * layer)
+    # while a layer runs backward its unsharded gradient waits for the reduce-scatter
+    assert moment(s, "layer_backward", 4)["overhead"] == pytest.approx(WORKSPACE + 2 * TOTAL / 2)
+
+
+def test_ddp_holds_flat_gradient_buckets_from_the_start():
+    s = spec(seq_len=1, batch_size=1)
+    assert moment(s, "loss_backward", 2)["overhead"] == WORKSPACE + 2 * TOTAL
 
 
 def test_paged_8bit_optimizer_states_are_not_counted_in_the_peak():
@@ -109,12 +200,46 @@ def test_paged_8bit_optimizer_states_are_not_counted_in_the_peak():
     assert mem.breakdown_gib["optimizer"] == 0.0
 
 
-def test_breakdown_sums_to_peak_allocated_and_reserved_adds_fragmentation():
+def test_the_caching_allocator_replay_books_512_byte_blocks_in_2_mib_segments():
+    from planner.estimator import allocator as A
+
+    assert A.round_size(1) == 512 and A.round_size(513) == 1024
+    assert A.segment_size(5 << 20) == 20 << 20  # under 10 MiB: a 20 MiB segment
+    assert A.segment_size((11 << 20) + 1) == 12 << 20  # else rounded up to 2 MiB
+    # a freed block is reused by a request that fits it; a larger one opens a new segment
+    r = A.replay((("alloc", "a", 64 << 20), ("free", "a", 0), ("alloc", "b", 32 << 20), ("alloc", "c", 64 << 20)))
+    assert r.peak_allocated == 96 << 20 and r.peak_reserved == 128 << 20 and r.segments == 2
+
+
+def test_the_losss_fp32_blocks_leave_the_16_bit_logits_segment_cached_reserved_is_14_over_12():
+    from planner.estimator import allocator as A
+
+    e = 8192 * 128256
+    r = A.replay(A.loss_events(e, upcast=True))
+    assert r.peak_allocated == pytest.approx(12 * e, rel=1e-6)
+    assert r.peak_reserved == pytest.approx(14 * e, rel=1e-6)  # 1.167: inside the 1.13-1.24 measured (issue 9)
+    assert A.loss_fragmentation(e) == pytest.approx(2 * e, rel=1e-6)
+
+
+def test_breakdown_sums_to_peak_allocated_and_reserved_adds_the_allocators_fragmentation():
     mem = M.estimate_memory(ARCH, spec(method="lora"), get_gpu("L4"), 1)
     assert sum(mem.breakdown_gib.values()) == pytest.approx(mem.peak_allocated_gib, abs=5e-3)
-    assert mem.peak_reserved_gib == pytest.approx(mem.peak_allocated_gib * M.CAL.reserved_ratio, abs=5e-3)
+    assert mem.peak_reserved_gib >= mem.peak_allocated_gib
     assert mem.headroom_gib == pytest.approx(mem.capacity_gib - mem.peak_reserved_gib - M.CAL.cuda_context_gib,
                                              abs=5e-3)
+
+
+def test_fits_is_three_valued_over_the_band():
+    from planner.result import MemoryEstimate
+
+    def call(lo, hi, capacity):
+        return M.fit_call(MemoryEstimate(10, 10, capacity, {}, band_gib=[lo, hi]))
+
+    ctx = M.CAL.cuda_context_gib
+    assert call(9, 12, 12 + ctx) is True  # the high end fits
+    assert call(9, 12, 11 + ctx) == "tight"  # the card is inside the band
+    assert call(9, 12, 8 + ctx) is False  # not even the low end fits
+    assert bool("tight") is True  # JSON consumers testing truthiness read "tight" as fits
 
 
 def test_flops_per_token_are_6n_for_full_and_4n_plus_adapters_for_lora():
