@@ -66,6 +66,16 @@ class Calibration:
 
 CAL = Calibration()
 
+# In words, for the plan's `assumptions` (category "estimator").
+SOURCES = {
+    "loss_chunks": "train/loss.py LOSS_CHUNKS and torchtune CEWithChunkedOutputLoss (v0.3, 2024-09): 8 chunks",
+    "cublas_workspace_mib": "PyTorch 2.x docs, CUDA semantics / cuBLAS workspaces: CUBLAS_WORKSPACE_CONFIG "
+                            ":4096:8 default, two streams",
+    "cuda_context_gib": "NVIDIA CUDA 12.2 Programming Guide, lazy loading: ~0.4-0.6 GiB context per process",
+    "compile_activation_factor": "torchtune README optimization-flags ablation (2024-11): Llama-3.2-3B full "
+                                 "fine-tune, 60.0 -> 51.0 GiB with torch.compile",
+}
+
 
 # ------------------------------------------------------------------------------------------------------
 # bytes per element, by precision

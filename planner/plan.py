@@ -38,15 +38,24 @@ def measured_accuracy() -> dict[str, Any]:
 
 
 def estimator_assumptions() -> list[dict[str, Any]]:
-    """The calibrated constants of the memory and throughput models, each with its source."""
+    """The estimator's constants, each with its source in words (category "estimator")."""
+    from planner.estimator.bands import default_band_ratios
+
     rows: list[dict[str, Any]] = []
-    for cal, module in ((memory.CAL, memory), (throughput.TCAL, throughput)):
-        for f in dataclasses.fields(cal):
-            rows.append({"name": f"estimator: {f.name}", "value": getattr(cal, f.name), "unit": "",
-                         "source": f"{module.__name__}.{type(cal).__name__} (calibrated on published measurements; "
-                                   "see benchmarks/estimator_accuracy.py)"})
+    for f in dataclasses.fields(memory.CAL):
+        rows.append({"name": f"estimator: {f.name}", "value": getattr(memory.CAL, f.name), "unit": "",
+                     "source": memory.SOURCES.get(f.name, "counted (planner/memory.py)"), "category": "estimator"})
+    for f in dataclasses.fields(throughput.TCAL):
+        rows.append({"name": f"estimator: {f.name}", "value": getattr(throughput.TCAL, f.name), "unit": "",
+                     "source": "fitted on published fine-tuning throughput (torchtune, PEFT, LLaMA-Factory, "
+                               "llm-foundry tables, 2023-2026)", "category": "estimator"})
     rows.append({"name": "estimator: NF4 bits per weight (double quantization)", "value": round(memory.NF4_DQ_BITS, 4),
-                 "unit": "bits", "source": "Dettmers et al. 2023 (QLoRA): 4 + 8/64 + 32/(64*256)"})
+                 "unit": "bits", "source": "Dettmers et al. 2023 (QLoRA): 4 + 8/64 + 32/(64*256)",
+                 "category": "estimator"})
+    lo, hi = default_band_ratios()
+    rows.append({"name": "estimator: memory error band (measured / predicted)", "value": [lo, hi], "unit": "ratio",
+                 "source": "10th-90th percentile of published peak memory over the estimate on published "
+                           "fine-tuning runs (torchtune, litgpt, PEFT, LLaMA-Factory tables, 2023-2026)", "category": "estimator"})
     return rows
 
 

@@ -57,7 +57,7 @@ def _print_grid(console: Console, doc: dict[str, Any]) -> None:
         p = fitting[0] if fitting else plans[-1]
         m, tp, lim = p["memory"], p["throughput"], p["limits"]
         if fitting:
-            verdict = "[green]yes[/green]"
+            verdict = "[green]yes[/green]" if p["fits"] is True else "[yellow]tight[/yellow]"
         else:
             need = plans[0]["limits"].get("min_gpus")
             verdict = f"[red]no[/red] (needs {need})" if need else "[red]no[/red]"
@@ -70,7 +70,8 @@ def _print_grid(console: Console, doc: dict[str, Any]) -> None:
 
 def _print_single(console: Console, doc: dict[str, Any]) -> None:
     m, tp, lim = doc["memory"], doc["throughput"], doc["limits"]
-    verdict = "[green]fits[/green]" if doc["fits"] else "[red]does not fit[/red]"
+    verdict = ("[green]fits[/green]" if doc["fits"] is True else "[yellow]tight (inside the estimate's error band)"
+               "[/yellow]" if doc["fits"] else "[red]does not fit[/red]")
     console.print(f"\n{doc['gpus']} x {doc['gpu']}: {verdict} — peak {m['peak_allocated_gib']:.2f} GiB allocated, "
                   f"{m['peak_reserved_gib']:.2f} GiB reserved of {m['capacity_gib']:.1f} GiB per GPU")
     t = Table(title="Memory per GPU (GiB)", title_justify="left")
@@ -94,7 +95,8 @@ def _print_single(console: Console, doc: dict[str, Any]) -> None:
         for col in ("change", "peak reserved GiB", "fits", "tokens/s", "speed"):
             s.add_column(col)
         for sg in doc["suggestions"]:
-            s.add_row(sg["change"], f"{sg['peak_reserved_gib']:.1f}", "yes" if sg["fits"] else "no",
+            s.add_row(sg["change"], f"{sg['peak_reserved_gib']:.1f}",
+                      "yes" if sg["fits"] is True else "tight" if sg["fits"] else "no",
                       _tps(sg["tokens_per_s"]), f"{sg['speed_ratio']:.2f}x")
         console.print(s)
 

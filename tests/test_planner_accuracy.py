@@ -1,6 +1,7 @@
 """The estimator against published measurements (../shared/data/measurements/published.csv)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -36,12 +37,15 @@ def test_the_band_covers_most_published_peaks_and_says_fits_on_no_oom_run_but_a_
     inside = sum(1 for x in mem if lo <= x.published / x.predicted <= hi)
     assert inside >= 0.75 * len(mem)  # between the 10th and 90th percentiles: about 80% by construction
     wrong = [x for x in scored if x.kind == "fit" and x.predicted is True and x.published is False]
-    # the only "fits" on an OOM row is HB-5, whose stated configuration is identical to HB-6, which fit
+    # A "fits" on an OOM row is allowed only where the same source ran the same job with double quantization
+    # (0.37 fewer bits per weight) and it fit: a run at the card's very edge (HB-5 vs HB-6). Any other is a miss.
     rows = {r.id: r for r in load_rows_cached()}
     for x in wrong:
-        twins = [r for r in rows.values() if r.id != x.id and r.fit_label is True and r.spec == rows[x.id].spec]
-        assert twins, f"{x.id} called fits but ran out of memory"
-    assert s["fits_called_on_oom_loso"] <= len(wrong)
+        spec = rows[x.id].spec
+        edge = [r for r in rows.values() if r.fit_label is True and r.spec is not None and not spec.double_quant
+                and r.spec == dataclasses.replace(spec, double_quant=True)]
+        assert edge, f"{x.id} called fits but ran out of memory"
+    assert len(wrong) <= 1 and s["fits_called_on_oom_loso"] <= 1
 
 
 def load_rows_cached():
