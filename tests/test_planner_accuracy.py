@@ -113,3 +113,38 @@ def test_every_excluded_row_says_why(measurements_csv):
     for row in load_rows(measurements_csv):
         for kind, why in row.excluded.items():
             assert kind in ("memory", "throughput") and len(why) > 10
+
+
+# Unsloth README, "Llama 3.1 (8B) max. context length" (2024-07): Hugging Face + Flash Attention 2 column, QLoRA
+# (4-bit, LoRA rank 32 on all linear layers, batch 1, gradient checkpointing): tokens that fit per card size.
+UNSLOTH_HF_FA2 = {"T4": 2551, "RTX4090": 5789, "A100-80GB": 28454}
+
+
+def _longest_fitting(spec, gpu_name: str) -> int:
+    from planner.gpus import get_gpu
+    from planner.memory import estimate_memory
+    from planner.models import resolve_model
+
+    arch, gpu = resolve_model(spec.model), get_gpu(gpu_name)
+    ok, bad = 64, 2 ** 18
+    while bad - ok > 64:
+        mid = (ok + bad) // 2
+        if estimate_memory(arch, spec, gpu, 1, seq_len=mid).headroom_gib >= 0:
+            ok = mid
+        else:
+            bad = mid
+    return ok
+
+
+def test_the_longest_context_for_a_2024_hf_qlora_run_matches_a_published_table_from_below():
+    """Not in the calibration set: the 2024 HF + PEFT stack's mechanisms (fp32 logits and shifted copy, k-bit
+    preparation's fp32 casts, fp32 adapters, autocast's lm_head copy) must reproduce it from first principles,
+    and never promise more context than was measured (the expensive error)."""
+    from train.spec import spec_from_dict
+
+    spec = spec_from_dict({"model": "meta-llama/Llama-3.1-8B", "method": "qlora", "stack": "hf-trainer-2024",
+                           "attention": "flash", "lora_r": 32, "lora_targets": "all-linear", "batch_size": 1,
+                           "optimizer": "adamw-8bit", "gradient_checkpointing": True})
+    for gpu, published in UNSLOTH_HF_FA2.items():
+        predicted = _longest_fitting(spec, gpu)
+        assert 0.8 * published <= predicted <= 1.02 * published, (gpu, predicted, published)

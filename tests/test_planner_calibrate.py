@@ -131,7 +131,8 @@ def test_a_damaged_calibration_file_is_one_line_and_exit_2(tmp_path):
     assert r.returncode == 2 and "calibration" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
-_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.just(10**400),
+                    st.floats(allow_nan=True, allow_infinity=True),
                     st.text(max_size=8), st.lists(st.integers(), max_size=2))
 
 
@@ -149,3 +150,29 @@ def test_any_summary_values_give_a_valid_record_or_a_spec_error_never_a_crash(co
     for v in (rec.allocated_gib, rec.reserved_gib, rec.tokens_per_s):
         assert v is None or (v > 0 and v == v and v != float("inf"))
     assert rec.allocated_gib is not None or rec.tokens_per_s is not None
+
+
+_JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(-5, 5, allow_nan=False),
+                               st.text(max_size=4)),
+                     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner,
+                                                                                          max_size=3)),
+                     max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(memory=_JSON, gpus=_JSON, runs=_JSON, version=st.sampled_from([1, 1, 2, "1", None]),
+       entry=st.dictionaries(st.sampled_from(["speed_factor", "runs"]), _JSON, max_size=2))
+def test_any_calibration_file_loads_as_valid_ratios_or_is_a_spec_error(tmp_path, memory, gpus, runs, version, entry):
+    path = tmp_path / "calibration.json"
+    doc = {"version": version, "memory_factor": memory, "memory_runs": runs, "gpus": gpus}
+    if isinstance(gpus, dict):
+        doc["gpus"] = gpus | {"H100": entry}
+    path.write_text(json.dumps(doc))
+    try:
+        cal = C.load(path)
+    except SpecError as exc:
+        assert exc.field == "calibration"
+        return
+    assert cal is not None
+    for f in [cal.memory_factor, *cal.speed_factors.values()]:
+        assert C.RATIO_RANGE[0] <= f <= C.RATIO_RANGE[1]

@@ -60,13 +60,23 @@ class RunRecord:
     tokens_per_s: float | None
 
 
+def _finite(v: Any) -> bool:
+    """A JSON number that is a finite float (no bool, no int too large for a float)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
 def _number(data: dict[str, Any], key: str, where: str, lo: float, hi: float, required: bool = False) -> float | None:
     v = data.get(key)
     if v is None:
         if required:
             raise SpecError(f"{where}: {key}", "is missing", "give the summary.json python -m train wrote on a GPU")
         return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+    if not _finite(v):
         raise SpecError(f"{where}: {key}", f"must be a finite number, not {v!r}", "fix or drop this run")
     if not lo < float(v) <= hi:
         raise SpecError(f"{where}: {key}", f"{v!r} is outside ({lo:g}, {hi:g}]", "fix or drop this run")
@@ -240,11 +250,13 @@ def load(path: Path | None = None) -> UserCalibration | None:
         raise SpecError("calibration", f"{p} is not a version {VERSION} calibration file", fix)
 
     def factor(v: Any, what: str) -> float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                or not RATIO_RANGE[0] <= v <= RATIO_RANGE[1]:
+        if not _finite(v) or not RATIO_RANGE[0] <= float(v) <= RATIO_RANGE[1]:
             raise SpecError("calibration", f"{what} {v!r} in {p} is not a ratio in {RATIO_RANGE[0]:.2f}-"
                             f"{RATIO_RANGE[1]:.0f}", fix)
         return float(v)
+
+    def count(v: Any) -> int:
+        return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
 
     gpus = data.get("gpus") or {}
     if not isinstance(gpus, dict):
@@ -254,8 +266,8 @@ def load(path: Path | None = None) -> UserCalibration | None:
         if not isinstance(entry, dict):
             raise SpecError("calibration", f"gpus.{g} in {p} is not a mapping", fix)
         speed[str(g)] = factor(entry.get("speed_factor"), f"gpus.{g}.speed_factor")
-        counts[str(g)] = int(entry.get("runs") or 0)
+        counts[str(g)] = count(entry.get("runs"))
     runs = data.get("runs") if isinstance(data.get("runs"), list) else []
     return UserCalibration(memory_factor=factor(data.get("memory_factor", 1.0), "memory_factor"),
-                           memory_runs=int(data.get("memory_runs") or 0), speed_factors=speed, speed_runs=counts,
+                           memory_runs=count(data.get("memory_runs")), speed_factors=speed, speed_runs=counts,
                            runs=runs, created=str(data.get("created", "")), path=str(p))
