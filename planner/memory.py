@@ -170,7 +170,8 @@ def _layer_saved_per_token(arch: ModelArch, spec: JobSpec) -> float:
     q_dim = arch.num_heads * arch.head_dim
     experts = arch.experts_per_token if arch.num_experts else 1
     inter = arch.intermediate_size * experts
-    b = activation_bytes(spec.precision)
+    # QLoRA computes in 16-bit whatever spec.precision says (train/precision.py)
+    b = 2 if spec.method == "qlora" else activation_bytes(spec.precision)
     full = spec.method == "full"
     dropout = not full and spec.lora_dropout > 0
     lora = None if full else lora_counts(arch, spec.lora_r, spec.lora_targets)
@@ -221,7 +222,8 @@ def layer_backward_transient_bytes(arch: ModelArch, spec: JobSpec, tokens: int, 
 
 def _layer_transient_per_token(arch: ModelArch, spec: JobSpec) -> float:
     mech = mechanisms(spec)
-    b = activation_bytes(spec.precision)
+    # QLoRA computes in 16-bit whatever spec.precision says (train/precision.py)
+    b = 2 if spec.method == "qlora" else activation_bytes(spec.precision)
     q_dim = arch.num_heads * arch.head_dim
     experts = arch.experts_per_token if arch.num_experts else 1
     inter = arch.intermediate_size * experts

@@ -55,7 +55,8 @@ def estimator_assumptions() -> list[dict[str, Any]]:
     lo, hi = default_band_ratios()
     rows.append({"name": "estimator: memory error band (measured / predicted)", "value": [lo, hi], "unit": "ratio",
                  "source": "10th-90th percentile of published peak memory over the estimate on published "
-                           "fine-tuning runs (torchtune, litgpt, PEFT, LLaMA-Factory tables, 2023-2026)", "category": "estimator"})
+                           "fine-tuning runs (torchtune, litgpt, PEFT, LLaMA-Factory tables, 2023-2026)",
+                 "category": "estimator"})
     return rows
 
 

@@ -111,7 +111,8 @@ def test_without_a_calibration_file_plan_has_no_calibration_key(tmp_path):
     ({"gpu": None}, "gpu"),
     ({"gpu": "Intel Data Center GPU Max 1550"}, "gpu"),
     ({"spec": {"model": "meta-llama/Llama-3.1-8B", "seq_len": -5}}, "spec.seq_len"),
-    ({"peak_memory_allocated_gib": 300.0, "peak_memory_reserved_gib": 310.0}, "measured/predicted"),  # not the job its spec describes
+    # 300 GiB measured for a job predicted at ~12: not the job its spec describes
+    ({"peak_memory_allocated_gib": 300.0, "peak_memory_reserved_gib": 310.0}, "measured/predicted"),
 ])
 def test_bad_summaries_are_one_line_naming_the_field_and_exit_2(tmp_path, change, needle):
     run = _run(tmp_path / "run", **change)

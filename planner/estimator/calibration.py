@@ -172,7 +172,8 @@ class UserCalibration:
     def to_dict(self) -> dict[str, Any]:
         return {"version": VERSION, "created": self.created, "memory_factor": self.memory_factor,
                 "memory_runs": self.memory_runs,
-                "gpus": {g: {"speed_factor": f, "runs": self.speed_runs.get(g, 0)} for g, f in self.speed_factors.items()},
+                "gpus": {g: {"speed_factor": f, "runs": self.speed_runs.get(g, 0)}
+                         for g, f in self.speed_factors.items()},
                 "runs": self.runs}
 
     def assumptions(self) -> list[dict[str, Any]]:

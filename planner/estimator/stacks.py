@@ -71,7 +71,8 @@ STACK_MECHANISMS: dict[str, Mechanisms] = {
     "hf-trainer-2024": Mechanisms("hf-trainer-2024", 16.0, True, 4, True, True, True, False,
                                   "transformers 4.40-4.45 (2024): fp32 logits in the model output + shifted "
                                   "contiguous copy; " + _PEFT),
-    "trl": Mechanisms("trl", 12.0, True, 4, True, True, True, True, "TRL SFTTrainer on transformers 5 Trainer; " + _PEFT),
+    "trl": Mechanisms("trl", 12.0, True, 4, True, True, True, True,
+                      "TRL SFTTrainer on transformers 5 Trainer; " + _PEFT),
     "axolotl": Mechanisms("axolotl", 12.0, True, 4, True, True, True, True,
                           "axolotl on HF Trainer (its fused/cut cross-entropy plugins off by default); " + _PEFT),
     "llama-factory": Mechanisms("llama-factory", 12.0, True, 4, True, True, True, True,
