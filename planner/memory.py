@@ -29,7 +29,7 @@ from planner.estimator.allocator import loss_fragmentation
 from planner.estimator.stacks import Mechanisms, mechanisms
 from planner.gpus import GPU
 from planner.models import ModelArch
-from planner.result import MemoryEstimate
+from planner.result import BREAKDOWN_KEYS, MemoryEstimate
 from train.spec import JobSpec
 
 GIB = float(2**30)
@@ -253,12 +253,16 @@ def activation_bytes_total(arch: ModelArch, spec: JobSpec, tokens: int, seq_len:
 @dataclass(frozen=True)
 class Moment:
     name: str
-    parts: dict[str, float]  # BREAKDOWN_KEYS -> bytes
+    values: tuple[float, ...]  # bytes, in BREAKDOWN_KEYS order
     fragmentation: float = 0.0  # bytes the allocator holds beyond the live ones at this moment
 
     @property
+    def parts(self) -> dict[str, float]:
+        return dict(zip(BREAKDOWN_KEYS, self.values))
+
+    @property
     def allocated(self) -> float:
-        return sum(self.parts.values())
+        return sum(self.values)
 
 
 @dataclass(frozen=True)
@@ -413,9 +417,8 @@ def moments(arch: ModelArch, spec: JobSpec, world: int, seq_len: int | None = No
 
     def moment(name: str, grads: float, acts: float, logits: float, extra: float, fragmentation: float = 0.0,
                copies: float = 0.0) -> Moment:
-        return Moment(name, {"weights": t.w + copies, "adapter": t.adapter, "gradients": grads,
-                             "optimizer": t.opt, "activations": acts, "logits": logits,
-                             "overhead": overhead + extra}, fragmentation)
+        # BREAKDOWN_KEYS order: weights, adapter, gradients, optimizer, activations, logits, overhead
+        return Moment(name, (t.w + copies, t.adapter, grads, t.opt, acts, logits, overhead + extra), fragmentation)
 
     out = [moment("loss_backward", t.grads_kept, saved, loss_live, 0.0, frag, t.block_copies + t.lm_head_copy)]
     grads_late = t.grads_kept if spec.grad_accum > 1 else t.head_grad + t.layer_grad

@@ -286,3 +286,13 @@ def test_data_parallel_gpus_add_throughput_with_less_than_perfect_scaling():
     eight = T.estimate_throughput(big, spec(seq_len=2048, grad_accum=16, parallel="fsdp"), gpu, 8)
     assert 4 * one.tokens_per_s < eight.tokens_per_s < 8 * one.tokens_per_s
     assert 0.5 < eight.scaling_efficiency < 1.0
+
+
+def test_the_fast_loss_fragmentation_is_the_replay_in_closed_form():
+    from planner.estimator import allocator as A
+
+    sizes = [1.0, 3e5, 5.2e6, 5.3e6, 9.3e6, 1.2e7, 3.1e8, 8192 * 128256, 2.46e9, 3.6e9]
+    sizes += [5.3e6 + k * 997.3 for k in range(0, 4000, 37)]  # across 512-byte and 2 MiB rounding boundaries
+    for e in sizes:
+        for upcast in (True, False):
+            assert A.loss_fragmentation(e, upcast) == A.loss_fragmentation_replayed(e, upcast), (e, upcast)

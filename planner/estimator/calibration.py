@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import math
 import os
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,6 +199,8 @@ def _ratio(measured: float | None, predicted: float, where: str, what: str) -> f
 
 def fit(records: list[RunRecord], today: dt.date | None = None) -> UserCalibration:
     """Memory correction and per-GPU speed efficiency from runs (predictions without any calibration)."""
+    import statistics
+
     from planner.estimate import evaluate
     from planner.models import resolve_model
 
