@@ -332,10 +332,14 @@ def _compute_terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
         outer = wb
     lm_head_fp32 = outer == 4
     block_w = max(0.0, (w_full - (counts.embedding + counts.lm_head) * outer) / L)
+    # FSDP1 with MixedPrecision(param_dtype=bf16): fp32 flat shards, 16-bit gathered layers, nothing to autocast
+    gather_16 = sharded and par in ("fsdp", "fsdp-offload") and mech.fsdp_flat_fp32 and method != "qlora" \
+        and wb == 4 and prec != "fp32"
+    gathered = block_w / 2 if gather_16 else block_w
     if offload:
-        w = 2 * w_full / L  # two layers gathered from the CPU at a time (current + prefetch)
+        w = 2 * (w_full / L) * (0.5 if gather_16 else 1.0)  # two layers gathered from the CPU (current + prefetch)
     elif sharded:
-        w = w_full / shard + 2 * block_w  # own shard + two gathered layers (current + prefetch)
+        w = w_full / shard + 2 * gathered  # own shard + two gathered layers (current + prefetch)
     else:
         w = w_full
     if sharded and mech.zero3_buckets and par == "zero3":
@@ -344,7 +348,7 @@ def _compute_terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
     # -- autocast's 16-bit copies, saved for backward --
     lm_head_copy = V * h * 2 if (autocast and lm_head_fp32 and method != "full") else 0.0
     block_copies = layer_copy = 0.0
-    if autocast and method != "qlora":
+    if autocast and method != "qlora" and not gather_16:
         layer_copy = sum(g.weight_params * g.count for g in counts.groups) * 2
         block_copies = 0.0 if spec.gradient_checkpointing else layer_copy * L
         lm_head_copy = V * h * 2

@@ -296,3 +296,21 @@ def test_the_fast_loss_fragmentation_is_the_replay_in_closed_form():
     for e in sizes:
         for upcast in (True, False):
             assert A.loss_fragmentation(e, upcast) == A.loss_fragmentation_replayed(e, upcast), (e, upcast)
+
+
+def test_fsdp1_mixed_precision_gathers_16_bit_layers_where_our_trainer_gathers_fp32_and_autocasts():
+    s = spec(precision="bf16-mixed", parallel="fsdp", seq_len=1, batch_size=1)
+    ours = moment(s, "loss_backward", 4)
+    hf = moment(dataclasses.replace(s, stack="hf-trainer"), "loss_backward", 4)
+    layer_fp32 = (4 * TOTAL - 4 * (EMBED + LM_HEAD)) / 2
+    # two gathered layers at 2 B instead of 4 B per parameter; no autocast copies of the lm_head and of every
+    # block's linears (saved for backward without checkpointing)
+    assert ours["weights"] - hf["weights"] == pytest.approx(2 * layer_fp32 / 2 + 2 * LM_HEAD + 2 * 2 * LINEAR_PER_LAYER)
+
+
+def test_deepspeed_zero3_adds_its_buckets_and_fp32_master_weights():
+    s = spec(parallel="zero3", seq_len=1, batch_size=1)  # full fine-tune, pure bf16
+    ours = moment(s, "optimizer_step", 4)
+    ds = moment(dataclasses.replace(s, stack="hf-trainer"), "optimizer_step", 4)
+    assert ds["weights"] - ours["weights"] == pytest.approx(1.9 * 64 * 64 * 2)  # reduce + prefetch buckets
+    assert ds["optimizer"] - ours["optimizer"] == pytest.approx(4 * TOTAL / 4)  # fp32 masters, sharded

@@ -37,9 +37,11 @@ Mechanisms
   "adamw_torch_fused"; torchtune's full fine-tune configs `fused: True`) updates in place; the foreach
   implementation (transformers 4.4x "adamw_torch", litgpt) allocates param-size temporaries (sqrt of the
   second moment, the update) for the whole parameter list: 2 x the state dtype per parameter.
-- fsdp_flat_fp32: FSDP1 flattens a wrapped module's parameters into one flat fp32 buffer when the model is
-  loaded in fp32 for mixed precision (torch.distributed.fsdp FlatParameter); the gathered layer is that
-  dtype, not 16-bit.
+- fsdp_flat_fp32: FSDP1 under accelerate's `mixed_precision: bf16` keeps each wrapped module's parameters as
+  one flat fp32 shard (torch.distributed.fsdp FlatParameter) and all-gathers a 16-bit copy (MixedPrecision
+  param_dtype=bf16): a gathered layer costs 2 B per parameter and autocast has nothing left to cast. Our
+  trainer wraps FSDP without MixedPrecision (train/recipe.py `_wrap`): it gathers the fp32 layer and autocast
+  makes (and caches) the 16-bit copies.
 """
 from __future__ import annotations
 
