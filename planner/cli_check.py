@@ -43,5 +43,9 @@ def check(runs: tuple[str, ...], fmt: str) -> None:
                 cells += [f"{row['predicted_calibrated']:,.2f}", pct(row["error_calibrated_pct"])]
             t.add_row(*cells)
         console.print(t)
+        band = res.get("band_gib") or []
+        if band:
+            console.print(f"estimate ({res.get('stack')} stack): peak at {res.get('peak_moment')}, reserved "
+                          f"{band[0]:.2f}-{band[1]:.2f} GiB within the estimator's measured error band")
         if calibrated:
             console.print(f"calibration: {res['calibration']} (gpuplan calibrate)")

@@ -58,3 +58,13 @@ def test_check_refuses_what_it_cannot_compare_with_one_line(tmp_path, case, need
     r = subprocess.run([sys.executable, "-m", "planner.cli", "check", str(target)], cwd=REPO, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_check_table_names_the_peak_moment_and_the_error_band(tmp_path):
+    import os
+
+    r = subprocess.run([sys.executable, "-m", "planner.cli", "check", str(_summary(tmp_path))], cwd=REPO,
+                       capture_output=True, text=True, timeout=60, env=os.environ | {"COLUMNS": "120"})
+    assert r.returncode == 0, r.stderr
+    assert "peak at loss_backward" in r.stdout and "error band" in r.stdout
+    assert "calibrated" not in r.stdout  # no calibration file in the test's config dir

@@ -87,6 +87,13 @@ def test_layer_recompute_holds_checkpointed_inputs_one_layer_and_its_backward_an
     assert p["gradients"] == 2 * (LM_HEAD + 64) + 2 * (LINEAR_PER_LAYER + 2 * 64)
 
 
+def test_layer_backward_without_checkpointing_holds_every_layers_saved_set_and_one_layers_transients():
+    p = moment(spec(), "layer_backward")
+    # the lm_head's input and the final norm's tensors are gone; every layer's saved set is still there
+    assert p["activations"] == 2 * FULL_LAYER_PER_TOKEN * TOKENS + TRANSIENT_PER_TOKEN * TOKENS
+    assert p["logits"] == 0
+
+
 def test_backward_end_of_a_full_fine_tune_holds_every_gradient_including_the_embedding():
     p = moment(spec(seq_len=1, batch_size=1), "backward_end")
     assert p["gradients"] == 2 * TOTAL
