@@ -1,0 +1,145 @@
+"""Read a job from a gpuplan job spec or a foreign tool's config; write a job as a foreign config."""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from planner.imports.common import Mapper, hint_line, read_hints
+from planner.imports.detect import FORMATS, detect_format
+from planner.imports.report import ImportReport
+from train.spec import JobSpec, SpecError, apply_overrides, load_spec
+
+EXPORT_FORMATS = ("axolotl", "llama-factory", "trl")
+# The training stack (train.spec.STACKS) that runs a job written in each format.
+STACK_OF = {"axolotl": "axolotl", "llama-factory": "llama-factory", "trl": "trl", "torchtune": "torchtune"}
+# Fields compared by a round trip and written to the hint line when a tool's config cannot express them.
+_JOB_FIELDS = [f for f in JobSpec.__dataclass_fields__ if f not in ("data", "stack")]
+
+
+def _module(fmt: str) -> Any:
+    from planner.imports import axolotl, llama_factory, torchtune, trl
+
+    return {"axolotl": axolotl, "llama-factory": llama_factory, "trl": trl, "torchtune": torchtune}[fmt]
+
+
+def read_config(path: str) -> tuple[str, Any]:
+    """The text and parsed YAML/JSON of a config file (errors as one line naming the file)."""
+    import yaml
+
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise SpecError("job file", f"{p} does not exist", "check the path")
+    if os.path.isdir(p):
+        raise SpecError("job file", f"{p} is a directory", "give a YAML or JSON file")
+    try:
+        with open(p, encoding="utf-8") as fh:
+            text = fh.read()
+    except UnicodeDecodeError:
+        raise SpecError("job file", f"{p} is not a UTF-8 text file", "give a YAML or JSON file") from None
+    except OSError as exc:
+        raise SpecError("job file", f"cannot read {p}: {exc.strerror}", "check the path and its permissions") from None
+    try:
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise SpecError("job file", f"{p} is not valid YAML or JSON{where}", "fix the syntax") from None
+    except (ValueError, RecursionError):
+        raise SpecError("job file", f"{p} could not be read as YAML", "fix the syntax") from None
+    return text, raw
+
+
+def import_config(raw: Mapping[str, Any], fmt: str, *, path: str = "", text: str = "",
+                  given: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], Mapper]:
+    """Map a parsed foreign config onto job-spec fields. `given`: the user's flag overrides (they may supply
+    what the config lacks). Returns (fields, the mapper with its report)."""
+    if fmt not in STACK_OF:
+        raise SpecError("--config-format", f"'{fmt}' is not an importable format", f"use one of {', '.join(FORMATS)}")
+    if not isinstance(raw, Mapping):
+        raise SpecError("config", f"a {fmt} config must be a mapping of settings, got {type(raw).__name__}",
+                        "check the file")
+    given = dict(given or {})
+    mod = _module(fmt)
+    m = Mapper(raw, fmt, mod.LABEL)
+    base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
+    m.given = given  # type: ignore[attr-defined]
+    m.base_dir = base_dir  # type: ignore[attr-defined]
+    mod.read(m, base_dir)
+    for k, v in read_hints(text).items():
+        m.set(k, v, "# gpuplan: comment", "kept by gpuplan export")
+    m.default("stack", STACK_OF[fmt], f"{mod.LABEL} runs the job")
+    m.report.path = path
+    m.report.stack = str(m.fields.get("stack"))
+    return m.fields, m
+
+
+def _spec_from_fields(fields: Mapping[str, Any], overrides: Mapping[str, Any], m: Mapper,
+                      require_model: bool) -> JobSpec:
+    over = {str(k).replace("-", "_"): v for k, v in overrides.items() if v is not None}
+    if not (fields.get("model") or over.get("model")) and require_model:
+        raise SpecError("model", f"the {m.label} config names no model", "add it to the config, or give --model")
+    merged = {**fields, **over}
+    try:
+        return apply_overrides(JobSpec(), merged, require_model=require_model)
+    except SpecError as exc:
+        source = m.sources.get(exc.field)
+        if source and exc.field not in over:
+            raise SpecError(f"{source} ({m.label}, job field {exc.field})", exc.problem, exc.fix) from None
+        raise
+
+
+def _missing(spec: JobSpec, m: Mapper) -> None:
+    if spec.total_tokens() is None:
+        m.missing("dataset_tokens", f"the {m.label} config names its data but not its size: give --dataset-tokens N "
+                                    "(or --dataset-examples N --mean-example-tokens M) for time and cost")
+
+
+def load_job(path: str, overrides: Mapping[str, Any] | None = None, *, config_format: str | None = None,
+             require_model: bool = True) -> tuple[JobSpec, ImportReport | None]:
+    """The job in `path` (a gpuplan job spec or a foreign config) with `overrides` (flags) applied."""
+    fmt = (config_format or "auto").strip().lower()
+    if fmt not in ("auto",) + FORMATS:
+        raise SpecError("--config-format", f"'{config_format}' is not a known format",
+                        f"use auto or one of {', '.join(FORMATS)}")
+    if fmt == "gpuplan":
+        return load_spec(path, overrides, require_model=require_model), None
+    text, raw = read_config(path)
+    if fmt == "auto":
+        fmt, evidence = detect_format(raw, os.fspath(path))
+        if fmt == "gpuplan":
+            return load_spec(path, overrides, require_model=require_model), None
+    else:
+        evidence = ["--config-format"]
+    fields, m = import_config(raw, fmt, path=os.fspath(path), text=text, given=overrides)
+    m.report.detected_by = evidence
+    spec = _spec_from_fields(fields, overrides or {}, m, require_model)
+    _missing(spec, m)
+    return spec, m.report
+
+
+# ------------------------------------------------------------------------------------------------
+# Export
+# ------------------------------------------------------------------------------------------------
+def export_config(spec: JobSpec, to: str) -> tuple[str, list[str]]:
+    """(YAML text of `spec` as a `to` config, the job fields only its '# gpuplan:' comment line keeps).
+
+    The tool's config is written first; whatever it cannot express (dataset size, GPU count, a precision the
+    tool has no switch for) is found by importing the result again and goes into the comment line, so
+    importing the file gives the same job."""
+    import yaml
+
+    if to not in EXPORT_FORMATS:
+        raise SpecError("--to", f"'{to}' is not an export format", f"use one of {', '.join(EXPORT_FORMATS)}")
+    mod = _module(to)
+    config = mod.export(spec)
+    body = yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=120)
+    fields, m = import_config(yaml.safe_load(body), to, text=body)
+    back = _spec_from_fields({k: v for k, v in fields.items() if k != "stack"}, {}, m, require_model=True)
+    want, got = spec.to_dict(), back.to_dict()
+    extra = {k: want[k] for k in _JOB_FIELDS if want[k] != got[k] and want[k] is not None}
+    header = [f"# {mod.LABEL} config written by `gpuplan export --to {to}` from job '{spec.name or spec.model}'."]
+    if extra:
+        header.append("# The line below keeps the settings a " + mod.LABEL + " config cannot hold; "
+                      + mod.LABEL + " ignores it, gpuplan reads it back.")
+        header.append(hint_line(extra))
+    return "\n".join(header) + "\n" + body, sorted(extra)
