@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("planner.cli_report:report", "Write a finance report (HTML, PDF, CSV, XLSX, JSON) for a job."),
     "launch": ("planner.cli_launch:launch", "Run the bundled training package on a cloud (SkyPilot) or local GPUs."),
     "check": ("planner.cli_check:check", "Compare a real run's summary.json (memory, tokens/s) with the plan."),
+    "export": ("planner.cli_export:export", "Write a job as an axolotl, LLaMA-Factory or TRL config."),
 }
 
 

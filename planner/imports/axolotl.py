@@ -200,8 +200,8 @@ def read(m: Mapper, base_dir: str) -> None:
             if "cut_cross_entropy" not in str(p).lower():
                 m.note_ignored(f"plugins: {p}", "plugin not modelled")
 
-    ds = m.take("deepspeed")
-    fsdp = fsdp_parallel(m.take("fsdp"), m.take("fsdp_config"))
+    ds = m.take_whole("deepspeed")
+    fsdp = fsdp_parallel(m.take("fsdp"), m.take_whole("fsdp_config"))
     m.mark("fsdp_version")
     if ds is not None:
         par, note = deepspeed_parallel(ds, base_dir)

@@ -25,6 +25,7 @@ class Mapper:
         self.sources: dict[str, str] = {}  # spec field -> config key it came from
         self.report = ImportReport(format=fmt)
         self._read: set[str] = set()
+        self._whole: set[str] = set()
 
     # -- reading -------------------------------------------------------------------------------
     def has(self, key: str) -> bool:
@@ -46,6 +47,11 @@ class Mapper:
 
     def mark(self, key: str) -> None:
         self._read.add(key)
+
+    def take_whole(self, key: str, default: Any = None) -> Any:
+        """Like `take`, for a section read as one value (a DeepSpeed or FSDP config): its keys are accounted for."""
+        self._whole.add(key)
+        return self.take(key, default)
 
     # -- typed reading (errors name the config key) ----------------------------------------------
     def error(self, key: str, problem: str, fix: str) -> SpecError:
@@ -147,12 +153,15 @@ class Mapper:
         generic reason. Nothing is dropped silently."""
 
         def walk(node: Mapping[str, Any], prefix: str) -> None:
+            named = {m.key for m in self.report.mapped} | {i.key for i in self.report.ignored}
             for k, v in node.items():
                 key = f"{prefix}{k}"
-                if key in self._read:
+                if key in named or key in self._whole:
                     continue
-                if any(r.startswith(key + ".") for r in self._read) and isinstance(v, Mapping):
-                    walk(v, key + ".")
+                if isinstance(v, Mapping) and v:
+                    walk(v, key + ".")  # a section: each of its keys is accounted for
+                    continue
+                if key in self._read:
                     continue
                 if v is None or v == "" or v == [] or v == {}:
                     reason = "empty: the tool's default applies"
@@ -162,6 +171,12 @@ class Mapper:
                 self.report.ignored.append(Ignored(key, reason))
 
         walk(self.raw, "")
+        named = {m.key for m in self.report.mapped} | {i.key for i in self.report.ignored}
+        for key in sorted(self._read):
+            value = self._lookup(key)
+            if key not in named and value is not _MISSING and value not in (None, "", [], {}) and not any(
+                    n.startswith(key + ".") or n.startswith(key + "[") for n in named):
+                self.report.checked.append(key)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -123,8 +123,8 @@ def read(m: Mapper, *, stage_defaults: Mapping[str, Any], gradient_checkpointing
     m.set("compile", m.bool_("torch_compile"), "torch_compile")
     if m.bool_("use_liger_kernel", False):
         m.set("chunked_loss", True, "use_liger_kernel", "Liger's fused linear cross-entropy: no whole fp32 logits")
-    ds = m.take("deepspeed")
-    fsdp = fsdp_parallel(m.take("fsdp"), m.take("fsdp_config"))
+    ds = m.take_whole("deepspeed")
+    fsdp = fsdp_parallel(m.take("fsdp"), m.take_whole("fsdp_config"))
     base_dir = getattr(m, "base_dir", ".")
     if ds:
         par, note = deepspeed_parallel(ds, base_dir)

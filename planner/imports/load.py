@@ -132,14 +132,14 @@ def export_config(spec: JobSpec, to: str) -> tuple[str, list[str]]:
         raise SpecError("--to", f"'{to}' is not an export format", f"use one of {', '.join(EXPORT_FORMATS)}")
     mod = _module(to)
     config = mod.export(spec)
-    body = yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=120)
+    body = yaml.safe_dump(config, sort_keys=False, default_flow_style=False, width=120)
     fields, m = import_config(yaml.safe_load(body), to, text=body)
     back = _spec_from_fields({k: v for k, v in fields.items() if k != "stack"}, {}, m, require_model=True)
     want, got = spec.to_dict(), back.to_dict()
     extra = {k: want[k] for k in _JOB_FIELDS if want[k] != got[k] and want[k] is not None}
     header = [f"# {mod.LABEL} config written by `gpuplan export --to {to}` from job '{spec.name or spec.model}'."]
     if extra:
-        header.append("# The line below keeps the settings a " + mod.LABEL + " config cannot hold; "
-                      + mod.LABEL + " ignores it, gpuplan reads it back.")
+        header.append(f"# The next line keeps what {mod.LABEL} has no setting for; {mod.LABEL} ignores it, "
+                      "`gpuplan plan` reads it back.")
         header.append(hint_line(extra))
     return "\n".join(header) + "\n" + body, sorted(extra)

@@ -47,11 +47,13 @@ class ImportReport:
     mapped: list[Mapped] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
     missing: list[Missing] = field(default_factory=list)
+    # keys read that set no field because their value is what the plan assumes anyway (stage: sft, fp16: false)
+    checked: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "path": self.path, "detected_by": list(self.detected_by), "stack": self.stack,
                 "mapped": [m.to_dict() for m in self.mapped], "ignored": [i.to_dict() for i in self.ignored],
-                "missing": [m.to_dict() for m in self.missing]}
+                "missing": [m.to_dict() for m in self.missing], "checked": list(self.checked)}
 
     def one_line(self) -> str:
         return summary_line(self.to_dict())

@@ -134,7 +134,7 @@ def read(m: Mapper, base_dir: str) -> None:
     elif given.get("seq_len") is None:
         raise m.error("tokenizer.max_seq_len", "is not set, so examples are not truncated and the longest one sizes "
                                                "the memory", "set tokenizer.max_seq_len, or give --seq-len")
-    packed = m.take("dataset")
+    packed = m.raw.get("dataset")
     if isinstance(packed, dict):
         m.set("packing", m.bool_("dataset.packed"), "dataset.packed")
         if packed.get("source"):
