@@ -110,8 +110,16 @@ def load_job(path: str, overrides: Mapping[str, Any] | None = None, *, config_fo
             return load_spec(path, overrides, require_model=require_model), None
     else:
         evidence = ["--config-format"]
-    fields, m = import_config(raw, fmt, path=os.fspath(path), text=text, given=overrides)
-    m.report.detected_by = evidence
+    return job_from_mapping(raw, fmt, overrides, path=os.fspath(path), text=text, detected_by=evidence,
+                            require_model=require_model)
+
+
+def job_from_mapping(raw: Any, fmt: str, overrides: Mapping[str, Any] | None = None, *, path: str = "",
+                     text: str = "", detected_by: list[str] | None = None,
+                     require_model: bool = True) -> tuple[JobSpec, ImportReport]:
+    """The job of a parsed foreign config, flags applied: what `load_job` does after reading the file."""
+    fields, m = import_config(raw, fmt, path=path, text=text, given=overrides)
+    m.report.detected_by = list(detected_by or [])
     spec = _spec_from_fields(fields, overrides or {}, m, require_model)
     _missing(spec, m)
     return spec, m.report
