@@ -15,6 +15,10 @@ FORMATS = ("gpuplan", "axolotl", "llama-factory", "trl", "torchtune")
 SPEC_FIELDS = {f.name for f in fields(JobSpec)}
 
 
+_ANCHOR = {"axolotl": "base_model", "llama-factory": "model_name_or_path", "trl": "model_name_or_path",
+           "torchtune": "_component_"}
+
+
 def _modules() -> dict[str, Any]:
     from planner.imports import axolotl, llama_factory, torchtune, trl
 
@@ -37,6 +41,7 @@ def detect_format(raw: Any, path: str = "") -> tuple[str, list[str]]:
         raise SpecError("config", f"{where}expected a mapping of settings, got {kind}",
                         "give a gpuplan job spec or an axolotl, LLaMA-Factory, TRL or torchtune config")
     keys = [str(k) for k in raw]
+    spec_keys = [k for k in keys if k.replace("-", "_") in SPEC_FIELDS or k.startswith("data")]
     scores: dict[str, list[str]] = {}
     for fmt, mod in _modules().items():
         # keys that are also job-spec fields (learning_rate, seed, packing ...) mark no foreign format
@@ -55,8 +60,11 @@ def detect_format(raw: Any, path: str = "") -> tuple[str, list[str]]:
             return (-(len(scores[fmt]) + bonus), FORMATS.index(fmt))
 
         best = min(scores, key=rank)
+        # A job spec with a stray foreign key (`sequence_len` for seq_len) stays a job spec, so its error can
+        # suggest the right field; a foreign config names its model in its own key (or has _component_ entries).
+        if _ANCHOR[best] not in keys + scores[best] and len(spec_keys) >= len(scores[best]):
+            return "gpuplan", spec_keys
         return best, scores[best]
-    spec_keys = [k for k in keys if k.replace("-", "_") in SPEC_FIELDS or k.startswith("data")]
     if spec_keys and len(spec_keys) * 2 >= len(keys):
         return "gpuplan", spec_keys
     shown = ", ".join(keys[:6]) + (" ..." if len(keys) > 6 else "")
