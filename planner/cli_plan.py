@@ -181,6 +181,9 @@ def plan(job: str | None, fmt: str, report_dir: str | None, top: int, **kwargs: 
             from planner.imports.report import summary_line
 
             click.echo(summary_line(doc["import"]))
+        source = str(doc.get("model", {}).get("source") or "")
+        if source.startswith("registry entry"):
+            click.echo(f"model {doc['model'].get('name')}: sized as the {source}")
         print_plan(doc, top=top)
     warnings = doc.get("warnings", [])
     flagged = [w for w in warnings if "flagged" in w]

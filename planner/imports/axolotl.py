@@ -103,6 +103,8 @@ def read(m: Mapper, base_dir: str) -> None:
         if four:
             raise m.error("load_in_4bit", "4-bit loading needs an adapter", "set adapter: qlora")
         m.set("method", "full", "adapter", "no adapter: full fine-tune")
+        for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_target_linear"):
+            m.ignore(k, "no adapter (full fine-tune): unused")
     elif adapter == "qlora" or (adapter == "lora" and four):
         m.set("method", "qlora", "adapter", "" if adapter == "qlora" else "lora with load_in_4bit")
     elif adapter == "lora":

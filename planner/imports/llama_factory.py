@@ -82,6 +82,8 @@ def read(m: Mapper, base_dir: str) -> None:
         if qbit:
             raise m.error("quantization_bit", "a quantized model trains only adapters", "use finetuning_type: lora")
         m.set("method", "full", "finetuning_type")
+        for k in ("lora_rank", "lora_alpha", "lora_dropout", "lora_target"):
+            m.ignore(k, "finetuning_type full: LoRA settings unused")
     else:
         m.set("method", "qlora" if qbit == 4 else "lora", "quantization_bit" if qbit else "finetuning_type",
               "" if qmethod == "bnb" else f"{qmethod} 4-bit sized as bitsandbytes NF4")
