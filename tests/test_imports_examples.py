@@ -37,7 +37,7 @@ HAND_WRITTEN = {
         lora_targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         double_quant=True, seq_len=2048, packing=False, batch_size=4, grad_accum=4, epochs=1,
         optimizer="paged-adamw-8bit", learning_rate=2e-4, lr_scheduler="cosine", warmup_ratio=0.03,
-        gradient_checkpointing=True, precision="bf16", attention="flash", chunked_loss=False, parallel="ddp",
+        gradient_checkpointing=True, precision="bf16", attention="flash", chunked_loss=True, parallel="ddp",
         stack="trl", output_dir="mistral-7b-qlora-sft", logging_steps=25, save_steps=500, seed=42),
     "torchtune-llama3_1-8B_qlora_single_device.yaml": dict(
         model="meta-llama/Llama-3.1-8B", method="qlora", lora_r=8, lora_alpha=16, lora_dropout=0.0,

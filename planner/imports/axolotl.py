@@ -1,7 +1,8 @@
 """axolotl YAML configs (`axolotl train config.yml`) <-> job specs.
 
 Keys and defaults follow axolotl's documented config reference (docs/config-reference.qmd, AxolotlInputConfig,
-axolotl 0.12, 2025): base_model, adapter (lora | qlora; absent = full fine-tune), load_in_4bit/8bit,
+axolotl 0.10+, 2025; defaults from AxolotlInputConfig: sequence_len 512, bf16 auto, micro_batch_size 1,
+num_epochs 1, gradient_checkpointing false): base_model, adapter (lora | qlora; absent = full fine-tune), load_in_4bit/8bit,
 lora_r/alpha/dropout, lora_target_modules/lora_target_linear, sequence_len, sample_packing, micro_batch_size,
 gradient_accumulation_steps, num_epochs, optimizer, bf16/fp16, gradient_checkpointing, flash_attention /
 sdp_attention / xformers_attention, deepspeed, fsdp/fsdp_config, datasets.
@@ -94,6 +95,10 @@ def _reason(key: str) -> str | None:
 def read(m: Mapper, base_dir: str) -> None:
     """Map an axolotl config onto job-spec fields (into m.fields)."""
     m.set("model", m.str_("base_model"), "base_model")
+    rl = m.str_("rl")
+    if rl:
+        raise m.error("rl", f"'{rl}' training is not sized by gpuplan (it keeps a reference or reward model too)",
+                      "plan the supervised equivalent (drop rl) for a lower bound")
     adapter = (m.str_("adapter") or "").strip().lower()
     four, eight = m.bool_("load_in_4bit", False), m.bool_("load_in_8bit", False)
     if eight:
@@ -141,19 +146,22 @@ def read(m: Mapper, base_dir: str) -> None:
     if seq is not None:
         m.set("seq_len", seq, "sequence_len")
     else:
-        m.default("seq_len", 2048, "axolotl's default sequence_len")
+        m.default("seq_len", 512, "axolotl's default sequence_len (AxolotlInputConfig)")
     m.set("packing", m.bool_("sample_packing"), "sample_packing")
     m.default("packing", False, "axolotl's default")
-    mbs = m.int_("micro_batch_size")
-    m.set("batch_size", mbs, "micro_batch_size")
+    # axolotl needs two of micro_batch_size, gradient_accumulation_steps and batch_size (= micro x accum x GPUs);
+    # the third follows, here on one GPU (a different GPU count changes the global batch, as in axolotl).
+    mbs, ga, total = m.int_("micro_batch_size"), m.int_("gradient_accumulation_steps"), m.int_("batch_size")
+    if mbs is not None:
+        m.set("batch_size", mbs, "micro_batch_size")
+    elif total is not None and ga:
+        m.set("batch_size", max(1, total // ga), "batch_size", "batch_size / gradient_accumulation_steps on one GPU")
     m.default("batch_size", 1, "axolotl's default micro_batch_size")
-    ga = m.int_("gradient_accumulation_steps")
-    total = m.int_("batch_size")
     if ga is not None:
         m.set("grad_accum", ga, "gradient_accumulation_steps")
     elif total is not None:
         m.set("grad_accum", max(1, total // m.fields["batch_size"]), "batch_size",
-              "global batch / micro_batch_size on one GPU")
+              "batch_size / micro_batch_size on one GPU")
     m.default("grad_accum", 1, "axolotl's default")
     m.set("epochs", m.float_("num_epochs"), "num_epochs")
     m.default("epochs", 1.0, "axolotl's default num_epochs")
@@ -177,7 +185,7 @@ def read(m: Mapper, base_dir: str) -> None:
 
     gc = m.take("gradient_checkpointing")
     if gc is not None:
-        if isinstance(gc, str) and gc.lower().startswith("offload"):
+        if isinstance(gc, str) and gc.lower() in ("offload", "offload_disk", "unsloth"):
             m.set("gradient_checkpointing", True, "gradient_checkpointing",
                   f"'{gc}': checkpoints offloaded to CPU are sized as kept on the GPU (upper bound)")
         else:
@@ -187,7 +195,11 @@ def read(m: Mapper, base_dir: str) -> None:
 
     _precision(m)
     _attention(m)
-    m.set("compile", m.bool_("torch_compile"), "torch_compile")
+    tc = m.take("torch_compile")
+    if isinstance(tc, str) and tc.strip().lower() == "auto":
+        m.set("compile", True, "torch_compile", "auto: compiled where torch supports it")
+    else:
+        m.set("compile", m.bool_("torch_compile"), "torch_compile")
     chunked = [k for k in ("chunked_cross_entropy", "cut_cross_entropy", "liger_fused_linear_cross_entropy")
                if m.bool_(k, False)]
     plugins = m.take("plugins", [])
@@ -261,9 +273,11 @@ def _precision(m: Mapper) -> None:
         m.set("precision", "bf16", "bfloat16", "model loaded in bf16")
     elif m.bool_("float16", False):
         m.set("precision", "fp16-mixed", "float16", "model loaded in fp16")
+    elif bf16 is None and not m.bool_("float32", False):
+        m.default("precision", "bf16", "axolotl's default bf16: auto (bf16 where the GPU has it)")
     else:
-        m.default("precision", "fp32", "neither bf16 nor fp16 set: fp32")
-    for k in ("fp16", "bfloat16", "float16"):
+        m.set("precision", "fp32", "bf16" if bf16 is not None else "float32", "bf16 and fp16 off: fp32")
+    for k in ("fp16", "bfloat16", "float16", "float32"):
         m.mark(k)
 
 

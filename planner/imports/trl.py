@@ -7,7 +7,8 @@ LoraConfig / transformers BitsAndBytesConfig: model_name_or_path, dtype/torch_dt
 use_peft, lora_r (16), lora_alpha (32), lora_dropout (0.05), lora_target_modules (None: PEFT's per-model
 default), load_in_4bit/8bit, bnb_4bit_quant_type, use_bnb_nested_quant (False), max_length (1024;
 max_seq_length before TRL 0.20), packing (False), padding_free, bf16 (SFTConfig default: True unless fp16),
-gradient_checkpointing (SFTConfig default True), learning_rate (2e-5), plus the TrainingArguments keys.
+gradient_checkpointing (SFTConfig default True), learning_rate (2e-5), loss_type (TRL 1.x: chunked_nll),
+plus the TrainingArguments keys.
 Nested `peft_config`/`lora_config` and `quantization_config`/`bnb_config` mappings and
 `model_init_kwargs` are read too.
 """
@@ -27,7 +28,7 @@ MARKERS = ("model_name_or_path", "use_peft", "dataset_name", "dataset_config", "
            "use_bnb_nested_quant", "bnb_4bit_quant_type", "peft_config", "lora_config", "quantization_config",
            "bnb_config", "model_init_kwargs", "torch_dtype", "attn_implementation", "completion_only_loss",
            "assistant_only_loss", "packing_strategy", "dataset_kwargs", "dataset_num_proc", "model_revision",
-           "lora_task_type", "lora_modules_to_save", "activation_offloading") + hf_args.HF_KEYS
+           "lora_task_type", "lora_modules_to_save", "activation_offloading", "loss_type") + hf_args.HF_KEYS
 
 _REASONS: list[tuple[str, str]] = [
     ("dataset_", "data selection: the plan's size comes from --dataset-tokens"),
@@ -141,7 +142,13 @@ def read(m: Mapper, base_dir: str) -> None:
         m.default("packing", False, "SFTConfig's default")
     hf_args.read(m, stage_defaults={"per_device_train_batch_size": 8, "num_train_epochs": 3.0},
                  gradient_checkpointing_default=True)
-    m.default("chunked_loss", False, "no fused/chunked loss set")
+    loss = m.str_("loss_type")
+    if "chunked_loss" not in m.fields:  # use_liger_kernel (fused linear cross-entropy) sets it above
+        if loss is None:
+            m.default("chunked_loss", True, "SFTConfig's default loss_type chunked_nll (TRL 1.x): cross-entropy "
+                                            "in chunks; older TRL holds the whole logits (give --no-chunked-loss)")
+        else:
+            m.set("chunked_loss", loss.lower() == "chunked_nll", "loss_type")
     _precision(m)
     attn_key = _first(m, "attn_implementation", "model_init_kwargs.attn_implementation")
     if attn_key:
@@ -197,6 +204,5 @@ def export(spec: JobSpec) -> dict[str, Any]:
     out.update(hf_args.export(spec))
     out["bf16"] = spec.precision in ("bf16", "bf16-mixed")
     out["fp16"] = spec.precision == "fp16-mixed"
-    if spec.chunked_loss:
-        out["use_liger_kernel"] = True
+    out["loss_type"] = "chunked_nll" if spec.chunked_loss else "nll"
     return out
