@@ -74,7 +74,7 @@ def read(m: Mapper, base_dir: str) -> None:
         raise m.error("finetuning_type", "freeze (train only some layers) is not sized by gpuplan",
                       "plan it as full for an upper bound (--method full), or use lora")
     if ftype not in ("lora", "full"):
-        raise m.error("finetuning_type", f"'{ftype}' is not known", "use lora or full")
+        raise m.error("finetuning_type", f"'{ftype}' is not sized by gpuplan", "use lora or full")
     if qbit is not None and qbit != 4:
         raise m.error("quantization_bit", f"{qbit}-bit training is not sized by gpuplan", "use 4 (QLoRA) or leave it out")
     qmethod = (m.str_("quantization_method") or "bnb").lower()
