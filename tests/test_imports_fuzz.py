@@ -77,3 +77,21 @@ def test_a_garbage_file_exits_2_with_one_line(tmp_path):
                            capture_output=True, text=True, env=env, timeout=60)
         assert r.returncode == 2, (text, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+@settings(max_examples=60, deadline=None)
+@given(raw=st.one_of(configs, values))
+def test_any_file_loads_as_a_job_or_fails_in_one_line(raw, tmp_path_factory):
+    import yaml
+
+    from planner.imports import load_job
+
+    path = tmp_path_factory.mktemp("cfg") / "config.yaml"
+    try:
+        path.write_text(yaml.safe_dump(raw))
+    except yaml.YAMLError:
+        return
+    try:
+        load_job(str(path), require_model=False)
+    except SpecError as exc:
+        assert "\n" not in exc.one_line()

@@ -104,3 +104,24 @@ def test_axolotl_reads_its_own_spellings():
     with pytest.raises(SpecError) as e:
         job_from_mapping({"base_model": "x/y", "adapter": "lora", "load_in_8bit": True}, "axolotl")
     assert e.value.field.startswith("load_in_8bit")
+
+
+def test_a_dataset_size_the_config_does_give_is_used_and_a_step_cap_shapes_the_missing_line():
+    spec, report = job_from_mapping({"base_model": "meta-llama/Llama-3.1-8B", "micro_batch_size": 2,
+                                     "gradient_accumulation_steps": 4, "sequence_len": 2048,
+                                     "total_num_tokens": 12_345_678}, "axolotl")
+    assert spec.dataset_tokens == 12_345_678 and report.missing == []
+    spec, report = job_from_mapping({"model_name_or_path": "meta-llama/Llama-3.1-8B", "max_steps": 500,
+                                     "per_device_train_batch_size": 2, "gradient_accumulation_steps": 4,
+                                     "max_length": 2048}, "trl")
+    assert spec.max_steps == 500
+    (miss,) = report.missing
+    assert miss.field == "dataset_tokens" and "500" in miss.fix and str(2 * 4 * 2048) in miss.fix
+
+
+def test_llama_factory_max_samples_counts_examples_once_their_length_is_given():
+    cfg = {"model_name_or_path": "Qwen/Qwen2.5-7B", "max_samples": 5000}
+    spec, report = job_from_mapping(cfg, "llama-factory")
+    assert spec.dataset_examples is None and any(i.key == "max_samples" for i in report.ignored)
+    spec, report = job_from_mapping(cfg, "llama-factory", {"mean_example_tokens": 800})
+    assert spec.total_tokens() == 5000 * 800 * 3  # LLaMA-Factory's default num_train_epochs is 3

@@ -166,6 +166,9 @@ def read(m: Mapper, base_dir: str) -> None:
     m.set("epochs", m.float_("num_epochs"), "num_epochs")
     m.default("epochs", 1.0, "axolotl's default num_epochs")
     m.set("max_steps", m.int_("max_steps"), "max_steps")
+    # axolotl writes the token count of the prepared dataset back into the config it saves (total_num_tokens)
+    m.set("dataset_tokens", m.int_("total_num_tokens"), "total_num_tokens", "counted by axolotl's preprocessing")
+    m.ignore("total_supervised_tokens", "tokens that carry the loss: the step costs the same")
 
     opt = m.str_("optimizer")
     if opt is not None:

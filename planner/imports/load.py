@@ -89,9 +89,16 @@ def _spec_from_fields(fields: Mapping[str, Any], overrides: Mapping[str, Any], m
 
 
 def _missing(spec: JobSpec, m: Mapper) -> None:
-    if spec.total_tokens() is None:
-        m.missing("dataset_tokens", f"the {m.label} config names its data but not its size: give --dataset-tokens N "
-                                    "(or --dataset-examples N --mean-example-tokens M) for time and cost")
+    if spec.total_tokens() is not None:
+        return
+    if spec.max_steps:
+        per_gpu = spec.batch_size * spec.grad_accum * spec.seq_len
+        m.missing("dataset_tokens", f"the {m.label} config stops after {spec.max_steps} steps but gives no data size: "
+                                    f"give --dataset-tokens (at most {spec.max_steps} x {per_gpu} tokens per GPU "
+                                    "when packed) for time and cost")
+        return
+    m.missing("dataset_tokens", f"the {m.label} config names its data but not its size: give --dataset-tokens N "
+                                "(or --dataset-examples N --mean-example-tokens M) for time and cost")
 
 
 def load_job(path: str, overrides: Mapping[str, Any] | None = None, *, config_format: str | None = None,
