@@ -174,6 +174,7 @@ def test_a_torchtune_config_without_a_sequence_length_names_the_key_and_the_flag
     assert spec.seq_len == 1024
 
 
+@pytest.mark.slow
 def test_report_and_launch_dry_run_accept_a_foreign_config(tmp_path):
     cfg = EX / "llama-factory-qwen2.5-7b-lora.yaml"
     r = gpuplan("report", str(cfg), "--dataset-tokens", "30000000", "--gpus", "4", "--no-local", "-o",

@@ -17,8 +17,11 @@ _MISSING = object()
 class Mapper:
     """Reads one foreign config. `take` marks a key as read; `finish` reports every key never read."""
 
-    def __init__(self, raw: Mapping[str, Any], fmt: str, label: str) -> None:
+    def __init__(self, raw: Mapping[str, Any], fmt: str, label: str, *, given: Mapping[str, Any] | None = None,
+                 base_dir: str = ".") -> None:
         self.raw = raw
+        self.given = dict(given or {})  # the user's flag overrides: they may supply what the config lacks
+        self.base_dir = base_dir  # where files the config names (a DeepSpeed JSON) are looked up
         self.fmt = fmt
         self.label = label  # "axolotl", "LLaMA-Factory", ... for messages
         self.fields: dict[str, Any] = {}

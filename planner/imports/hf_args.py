@@ -125,7 +125,7 @@ def read(m: Mapper, *, stage_defaults: Mapping[str, Any], gradient_checkpointing
         m.set("chunked_loss", True, "use_liger_kernel", "Liger's fused linear cross-entropy: no whole fp32 logits")
     ds = m.take_whole("deepspeed")
     fsdp = fsdp_parallel(m.take("fsdp"), m.take_whole("fsdp_config"))
-    base_dir = getattr(m, "base_dir", ".")
+    base_dir = m.base_dir
     if ds:
         par, note = deepspeed_parallel(ds, base_dir)
         m.set("parallel", par, "deepspeed", note)

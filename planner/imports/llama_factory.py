@@ -119,7 +119,7 @@ def read(m: Mapper, base_dir: str) -> None:
     else:
         m.default("packing", stage == "pt", "LLaMA-Factory packs by default only for stage pt")
     samples = m.int_("max_samples")
-    given = getattr(m, "given", {})
+    given = m.given
     if samples is not None:
         if given.get("mean_example_tokens") is not None and given.get("dataset_tokens") is None:
             m.set("dataset_examples", samples, "max_samples", "at most this many examples (upper bound)")

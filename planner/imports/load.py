@@ -58,12 +58,9 @@ def import_config(raw: Mapping[str, Any], fmt: str, *, path: str = "", text: str
     if not isinstance(raw, Mapping):
         raise SpecError("config", f"a {fmt} config must be a mapping of settings, got {type(raw).__name__}",
                         "check the file")
-    given = dict(given or {})
     mod = _module(fmt)
-    m = Mapper(raw, fmt, mod.LABEL)
     base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
-    m.given = given  # type: ignore[attr-defined]
-    m.base_dir = base_dir  # type: ignore[attr-defined]
+    m = Mapper(raw, fmt, mod.LABEL, given=given, base_dir=base_dir)
     mod.read(m, base_dir)
     for k, v in read_hints(text).items():
         m.set(k, v, "# gpuplan: comment", "kept by gpuplan export")

@@ -95,7 +95,7 @@ def read(m: Mapper, base_dir: str) -> None:
     from planner.models import registry_aliases
 
     comp = m.str_("model._component_")
-    given = getattr(m, "given", {})
+    given = m.given
     if comp is None and not given.get("model"):
         raise m.error("model._component_", "missing", "name the model builder, or give --model")
     method = "full"
