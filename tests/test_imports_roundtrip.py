@@ -118,3 +118,14 @@ def test_any_job_survives_export_and_import(spec, to):
         {"double_quant"} if spec.method != "qlora" else set())
     gaps = GAPS[to] if spec.precision == "bf16-mixed" else set()
     assert set(kept) <= PLACEMENT | gaps | unused, kept
+
+
+def test_a_torchtune_job_exports_with_the_module_names_peft_matches(tmp_path):
+    spec, _ = load_job(str(REPO / "examples" / "imports" / "torchtune-llama3_1-8B_qlora_single_device.yaml"))
+    assert "output_proj" in spec.lora_targets
+    text, kept = export_config(spec, "axolotl")
+    cfg = yaml.safe_load(text)
+    assert cfg["lora_target_modules"] == ["q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert "lora_targets" not in kept
+    back, _, _ = roundtrip(spec, "trl", tmp_path)
+    assert back.lora_targets == cfg["lora_target_modules"] and back.lora_r == 8 and back.method == "qlora"

@@ -132,6 +132,30 @@ def job_from_mapping(raw: Any, fmt: str, overrides: Mapping[str, Any] | None = N
 # ------------------------------------------------------------------------------------------------
 # Export
 # ------------------------------------------------------------------------------------------------
+def hf_target_names(spec: JobSpec) -> JobSpec:
+    """The job with its LoRA targets spelled as the model's transformers module names (what PEFT's
+    target_modules matches), name by name in the given order: torchtune's output_proj -> o_proj, `attn` ->
+    q_proj, k_proj, v_proj, o_proj. Names the planner cannot place (or an unknown model) stay as written."""
+    import dataclasses
+
+    if spec.method == "full" or spec.lora_targets == "all-linear":
+        return spec
+    try:
+        from planner.models import resolve_model
+
+        arch = resolve_model(spec.model)
+    except SpecError:
+        return spec
+    out: list[str] = []
+    for name in spec.lora_targets:
+        try:
+            names = arch.peft_target_modules([name])
+        except SpecError:
+            names = [name]
+        out += [n for n in names if n not in out]
+    return spec if out == list(spec.lora_targets) else dataclasses.replace(spec, lora_targets=out)
+
+
 def export_config(spec: JobSpec, to: str) -> tuple[str, list[str]]:
     """(YAML text of `spec` as a `to` config, the job fields only its '# gpuplan:' comment line keeps).
 
@@ -142,6 +166,7 @@ def export_config(spec: JobSpec, to: str) -> tuple[str, list[str]]:
 
     if to not in EXPORT_FORMATS:
         raise SpecError("--to", f"'{to}' is not an export format", f"use one of {', '.join(EXPORT_FORMATS)}")
+    spec = hf_target_names(spec)
     mod = _module(to)
     config = mod.export(spec)
     body = yaml.safe_dump(config, sort_keys=False, default_flow_style=False, width=120)
