@@ -67,10 +67,16 @@ def test_a_deepspeed_json_beside_the_config_is_read_for_its_stage_and_offload(tm
 
 @pytest.mark.parametrize("opts, cfg, want", [
     ("full_shard auto_wrap", None, "fsdp"), (["full_shard", "offload"], None, "fsdp-offload"),
-    ("", {"offload_params": True}, "fsdp-offload"), ("shard_grad_op", None, "ddp"), (None, None, None)])
+    ("", {"offload_params": True}, None), ("shard_grad_op", None, "ddp"), (None, None, None),
+    ("full_shard", {"offload_params": True}, "fsdp-offload")])
 def test_fsdp_options(opts, cfg, want):
     got = fsdp_parallel(opts, cfg)
     assert (got[0] if got else None) == want
+
+
+def test_an_axolotl_fsdp_config_alone_turns_fsdp_on():
+    assert fsdp_parallel(None, {"offload_params": True}, config_enables=True)[0] == "fsdp-offload"
+    assert fsdp_parallel(None, {"reshard_after_forward": True}, config_enables=True)[0] == "fsdp"
 
 
 @pytest.mark.parametrize("name, want", [
@@ -125,3 +131,21 @@ def test_llama_factory_max_samples_counts_examples_once_their_length_is_given():
     assert spec.dataset_examples is None and any(i.key == "max_samples" for i in report.ignored)
     spec, report = job_from_mapping(cfg, "llama-factory", {"mean_example_tokens": 800})
     assert spec.total_tokens() == 5000 * 800 * 3  # LLaMA-Factory's default num_train_epochs is 3
+
+
+@pytest.mark.slow  # importing transformers takes most of it
+def test_a_saved_transformers_training_arguments_json_imports_with_every_key_accounted_for(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    args = transformers.TrainingArguments(output_dir="out", per_device_train_batch_size=4,
+                                          gradient_checkpointing=True, num_train_epochs=2,
+                                          fsdp_config={"min_num_params": 0})
+    cfg = json.loads(args.to_json_string())
+    cfg.update(model_name_or_path="meta-llama/Llama-3.1-8B", bf16=True)  # bf16 cannot be built on a CPU-only box
+    path = tmp_path / "training_args.json"
+    path.write_text(json.dumps(cfg))
+    spec, report = load_job(str(path))
+    assert report.format == "trl"
+    assert (spec.batch_size, spec.epochs, spec.gradient_checkpointing, spec.precision) == (4, 2.0, True, "bf16")
+    assert spec.parallel == "ddp"  # fsdp_config alone does not turn FSDP on in transformers
+    unknown = [i.key for i in report.ignored if "importer knows" in i.reason]
+    assert len(unknown) <= 3, unknown

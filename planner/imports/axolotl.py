@@ -218,7 +218,7 @@ def read(m: Mapper, base_dir: str) -> None:
                 m.note_ignored(f"plugins: {p}", "plugin not modelled")
 
     ds = m.take_whole("deepspeed")
-    fsdp = fsdp_parallel(m.take("fsdp"), m.take_whole("fsdp_config"))
+    fsdp = fsdp_parallel(m.take("fsdp"), m.take_whole("fsdp_config"), config_enables=True)
     m.mark("fsdp_version")
     if ds is not None:
         par, note = deepspeed_parallel(ds, base_dir)

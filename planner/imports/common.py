@@ -265,9 +265,10 @@ def deepspeed_parallel(value: Any, base_dir: str) -> tuple[str, str]:
     return "ddp", f"ZeRO-{stage} ({label}) shards only optimizer states/gradients: sized as ddp (upper bound)"
 
 
-def fsdp_parallel(options: Any, config: Any) -> tuple[str, str] | None:
+def fsdp_parallel(options: Any, config: Any, *, config_enables: bool = False) -> tuple[str, str] | None:
     """HF/accelerate FSDP settings (`fsdp: "full_shard auto_wrap offload"` or a list, plus `fsdp_config`)
-    -> (parallel, note); None when FSDP is off."""
+    -> (parallel, note); None when FSDP is off. In transformers only the `fsdp` options turn FSDP on
+    (`fsdp_config` alone holds defaults); in axolotl a non-empty `fsdp_config` does (config_enables)."""
     if options in (None, "", [], False):
         words: list[str] = []
     elif isinstance(options, str):
@@ -280,7 +281,7 @@ def fsdp_parallel(options: Any, config: Any) -> tuple[str, str] | None:
         raise SpecError("fsdp", f"expected FSDP options such as 'full_shard auto_wrap', got {options!r}",
                         "write e.g. fsdp: full_shard auto_wrap")
     cfg = config if isinstance(config, Mapping) else {}
-    if not words and not cfg:
+    if not words and not (config_enables and cfg):
         return None
     offload = "offload" in words or bool(cfg.get("offload_params") or cfg.get("fsdp_offload_params")
                                          or cfg.get("cpu_offload"))
