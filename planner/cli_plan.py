@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from train.spec import JobSpec, SpecError, apply_overrides, load_spec
+from train.spec import JobSpec, SpecError, apply_overrides
 
 # (flag, spec field, click type, help)
 SPEC_FLAGS: list[tuple[str, str, Any, str]] = [
@@ -107,8 +107,6 @@ def spec_and_import_from_cli(job: str | None, kwargs: dict[str, Any]) -> tuple[J
             overrides[field] = kwargs[field]
     fmt = kwargs.get("config_format")
     if job is not None:
-        if fmt in (None, "gpuplan") and _plain_spec(job):
-            return load_spec(job, overrides), None
         from planner.imports import load_job
 
         return load_job(job, overrides, config_format=fmt)
@@ -119,31 +117,16 @@ def spec_and_import_from_cli(job: str | None, kwargs: dict[str, Any]) -> tuple[J
     return apply_overrides(JobSpec(), overrides), None
 
 
-def _plain_spec(job: str) -> bool:
-    """Cheap test (no import machinery) that JOB is a gpuplan job spec: its top-level keys are all spec fields."""
-    import re
-
-    from planner.imports.detect import SPEC_FIELDS
-
-    try:
-        with open(job, encoding="utf-8") as fh:
-            text = fh.read(200_000)
-    except (OSError, UnicodeDecodeError):
-        return True  # load_spec names the problem
-    keys = re.findall(r"^([A-Za-z_][\w.-]*)\s*:", text, re.M)
-    return bool(keys) and all(k.replace("-", "_") in SPEC_FIELDS or k.startswith("data") for k in keys)
-
-
 def plan_from_cli(job: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
     from planner.plan import plan_job
 
     spec, imported = spec_and_import_from_cli(job, kwargs)
     providers = list(kwargs.get("provider") or []) or None
     doc = plan_job(spec, provider=providers, region=kwargs.get("region"), spot=kwargs.get("spot"),
-                    max_hourly=kwargs.get("max_hourly"), deadline_hours=kwargs.get("deadline_hours"),
-                    budget=kwargs.get("budget"), local_profiles=list(kwargs.get("local_profile") or []) or None,
-                    include_local=not kwargs.get("no_local"), runs_per_month=kwargs.get("runs_per_month"),
-                    other_use_hours=kwargs.get("other_use_hours") or 0.0)
+                   max_hourly=kwargs.get("max_hourly"), deadline_hours=kwargs.get("deadline_hours"),
+                   budget=kwargs.get("budget"), local_profiles=list(kwargs.get("local_profile") or []) or None,
+                   include_local=not kwargs.get("no_local"), runs_per_month=kwargs.get("runs_per_month"),
+                   other_use_hours=kwargs.get("other_use_hours") or 0.0)
     if imported is not None:
         doc["import"] = imported.to_dict()
         doc["warnings"] = [f"{m.field} missing: {m.fix}" for m in imported.missing] + doc.get("warnings", [])

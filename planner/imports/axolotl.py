@@ -9,11 +9,10 @@ sdp_attention / xformers_attention, deepspeed, fsdp/fsdp_config, datasets.
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from planner.imports.common import Mapper, attention, deepspeed_parallel, fsdp_parallel, optimizer
-from train.spec import JobSpec, SpecError
+from train.spec import JobSpec
 
 FORMAT = "axolotl"
 LABEL = "axolotl"
@@ -357,7 +356,3 @@ def export(spec: JobSpec) -> dict[str, Any]:
     if spec.eval_steps:
         out["eval_steps"] = spec.eval_steps
     return out
-
-
-def config_dir(path: str) -> str:
-    return os.path.dirname(os.path.abspath(path))

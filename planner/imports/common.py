@@ -12,6 +12,12 @@ from planner.imports.report import Ignored, ImportReport, Mapped, Missing
 from train.spec import SpecError
 
 _MISSING = object()
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clean(text: str) -> str:
+    """User text made safe for a one-line message: control characters (newlines ...) shown escaped."""
+    return _CONTROL.sub(lambda mo: repr(mo.group())[1:-1], str(text))
 
 
 class Mapper:
@@ -58,7 +64,7 @@ class Mapper:
 
     # -- typed reading (errors name the config key) ----------------------------------------------
     def error(self, key: str, problem: str, fix: str) -> SpecError:
-        return SpecError(f"{key} ({self.label})", problem, fix)
+        return SpecError(clean(f"{key} ({self.label})"), clean(problem), clean(fix))
 
     def int_(self, key: str, default: Any = None) -> int | None:
         v = self.take(key)
@@ -254,7 +260,7 @@ def deepspeed_parallel(value: Any, base_dir: str) -> tuple[str, str]:
         name = label.lower()
         m = re.search(r"(?:zero|z)[_-]?(\d)", name)
         if not m:
-            raise SpecError("deepspeed", f"cannot tell the ZeRO stage of {label!r} (file not found here)",
+            raise SpecError("deepspeed", f"cannot tell the ZeRO stage of {clean(label)!r} (file not found here)",
                             "put the DeepSpeed JSON beside the config, or name it zero1/zero2/zero3[_offload]")
         stage = int(m.group(1))
         offload = "offload" in name

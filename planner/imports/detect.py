@@ -67,7 +67,9 @@ def detect_format(raw: Any, path: str = "") -> tuple[str, list[str]]:
         return best, scores[best]
     if spec_keys and len(spec_keys) * 2 >= len(keys):
         return "gpuplan", spec_keys
-    shown = ", ".join(keys[:6]) + (" ..." if len(keys) > 6 else "")
+    from planner.imports.common import clean
+
+    shown = clean(", ".join(keys[:6]) + (" ..." if len(keys) > 6 else ""))
     raise SpecError("config", f"{where}unrecognised format: none of its keys ({shown}) mark a gpuplan job spec or "
                               "an axolotl, LLaMA-Factory, TRL or torchtune config",
                     "check the file, or force a format with --config-format")

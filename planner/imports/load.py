@@ -4,14 +4,13 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from planner.imports.common import Mapper, hint_line, read_hints
+from planner.imports.common import Mapper, clean, hint_line, read_hints
 from planner.imports.detect import FORMATS, detect_format
 from planner.imports.report import ImportReport
 from train.spec import JobSpec, SpecError, apply_overrides, load_spec
 
 EXPORT_FORMATS = ("axolotl", "llama-factory", "trl")
-# The training stack (train.spec.STACKS) that runs a job written in each format.
-STACK_OF = {"axolotl": "axolotl", "llama-factory": "llama-factory", "trl": "trl", "torchtune": "torchtune"}
+IMPORT_FORMATS = ("axolotl", "llama-factory", "trl", "torchtune")
 # Fields compared by a round trip and written to the hint line when a tool's config cannot express them.
 _JOB_FIELDS = [f for f in JobSpec.__dataclass_fields__ if f not in ("data", "stack")]
 
@@ -53,7 +52,7 @@ def import_config(raw: Mapping[str, Any], fmt: str, *, path: str = "", text: str
                   given: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], Mapper]:
     """Map a parsed foreign config onto job-spec fields. `given`: the user's flag overrides (they may supply
     what the config lacks). Returns (fields, the mapper with its report)."""
-    if fmt not in STACK_OF:
+    if fmt not in IMPORT_FORMATS:
         raise SpecError("--config-format", f"'{fmt}' is not an importable format", f"use one of {', '.join(FORMATS)}")
     if not isinstance(raw, Mapping):
         raise SpecError("config", f"a {fmt} config must be a mapping of settings, got {type(raw).__name__}",
@@ -64,7 +63,7 @@ def import_config(raw: Mapping[str, Any], fmt: str, *, path: str = "", text: str
     mod.read(m, base_dir)
     for k, v in read_hints(text).items():
         m.set(k, v, "# gpuplan: comment", "kept by gpuplan export")
-    m.default("stack", STACK_OF[fmt], f"{mod.LABEL} runs the job")
+    m.default("stack", mod.STACK, f"{mod.LABEL} runs the job")  # the training stack (train.spec.STACKS)
     m.report.path = path
     m.report.stack = str(m.fields.get("stack"))
     return m.fields, m
@@ -100,7 +99,16 @@ def _missing(spec: JobSpec, m: Mapper) -> None:
 
 def load_job(path: str, overrides: Mapping[str, Any] | None = None, *, config_format: str | None = None,
              require_model: bool = True) -> tuple[JobSpec, ImportReport | None]:
-    """The job in `path` (a gpuplan job spec or a foreign config) with `overrides` (flags) applied."""
+    """The job in `path` (a gpuplan job spec or a foreign config) with `overrides` (flags) applied.
+    Every problem is one SpecError line (control characters in the user's keys shown escaped)."""
+    try:
+        return _load_job(path, overrides, config_format, require_model)
+    except SpecError as exc:
+        raise SpecError(clean(exc.field), clean(exc.problem), clean(exc.fix)) from None
+
+
+def _load_job(path: str, overrides: Mapping[str, Any] | None, config_format: str | None,
+              require_model: bool) -> tuple[JobSpec, ImportReport | None]:
     fmt = (config_format or "auto").strip().lower()
     if fmt not in ("auto",) + FORMATS:
         raise SpecError("--config-format", f"'{config_format}' is not a known format",

@@ -12,9 +12,8 @@ like bitsandbytes double quantization; attention is PyTorch SDPA.
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from planner.imports.common import Mapper, optimizer
+from planner.imports.common import Mapper, clean, optimizer
 from train.spec import SpecError
 
 FORMAT = "torchtune"
@@ -72,7 +71,7 @@ def model_from_component(component: str) -> tuple[str, str]:
     architecture and the method the builder implies. The builder is <prefix><family>_<size>[_instruct|_base]."""
     parts = component.split(".")
     if len(parts) < 2:
-        raise SpecError("model._component_ (torchtune)", f"'{component}' is not a torchtune model builder",
+        raise SpecError("model._component_ (torchtune)", f"{clean(component)!r} is not a torchtune model builder",
                         "use e.g. torchtune.models.llama3_1.lora_llama3_1_8b, or give --model")
     family, builder = parts[-2], parts[-1]
     method = "full"
