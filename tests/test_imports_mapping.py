@@ -149,3 +149,9 @@ def test_a_saved_transformers_training_arguments_json_imports_with_every_key_acc
     assert spec.parallel == "ddp"  # fsdp_config alone does not turn FSDP on in transformers
     unknown = [i.key for i in report.ignored if "importer knows" in i.reason]
     assert len(unknown) <= 3, unknown
+
+
+def test_a_pre_quantized_bnb_4bit_model_is_qlora_even_without_4bit_flags():
+    spec, report = job_from_mapping({"base_model": "unsloth/llama-3-8b-bnb-4bit", "adapter": "lora"}, "axolotl")
+    assert spec.method == "qlora"
+    assert any(m.field == "method" and "pre-quantized" in m.note for m in report.mapped)

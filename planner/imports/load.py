@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Mapping
 
 from planner.imports.common import Mapper, clean, hint_line, read_hints
@@ -61,6 +62,11 @@ def import_config(raw: Mapping[str, Any], fmt: str, *, path: str = "", text: str
     base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
     m = Mapper(raw, fmt, mod.LABEL, given=given, base_dir=base_dir)
     mod.read(m, base_dir)
+    model = str(m.fields.get("model") or "")
+    if m.fields.get("method") == "lora" and re.search(r"bnb[-_]?4bit", model, re.I):
+        # a bitsandbytes pre-quantized re-upload (unsloth/...-bnb-4bit) loads its base in 4 bit whatever the flags
+        m.set("method", "qlora", m.sources.get("model", "model"), "pre-quantized 4-bit weights: the base loads in 4 bit")
+        m.default("double_quant", True, "bnb-4bit re-uploads are saved with double quantization")
     for k, v in read_hints(text).items():
         m.set(k, v, "# gpuplan: comment", "kept by gpuplan export")
     m.default("stack", mod.STACK, f"{mod.LABEL} runs the job")  # the training stack (train.spec.STACKS)
