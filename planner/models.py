@@ -621,17 +621,20 @@ def mirror_entry(name: str) -> str | None:
         return None
     tails = _tail_index()
     repo = name.strip().rsplit("/", 1)[-1].lower()
-    for _ in range(4):
-        hit = tails.get(repo) or _lookup(repo)
-        if hit is None:
-            stripped = _VARIANT_SUFFIX.sub("", repo)
-            hit = tails.get(stripped)
+    # Strip one suffix at a time, trying the exact repository names first (…-Instruct-v0.1 is its own entry
+    # when the registry has it), and the registry's looser variant matching last.
+    candidates = [repo]
+    for pattern in (_REUPLOAD_SUFFIX, _VARIANT_SUFFIX, _REUPLOAD_SUFFIX, _VARIANT_SUFFIX):
+        new = pattern.sub("", candidates[-1])
+        if new != candidates[-1]:
+            candidates.append(new)
+    for cand in candidates:
+        if cand in tails:
+            return tails[cand]
+    for cand in candidates:
+        hit = _lookup(cand)
         if hit is not None:
             return hit
-        new = _REUPLOAD_SUFFIX.sub("", repo)
-        if new == repo:
-            break
-        repo = new
     return None
 
 
