@@ -68,18 +68,23 @@ def _relevant_warnings(plan: dict[str, Any], option: dict[str, Any] | None) -> t
 @click.option("--max-steps", type=int, default=None, help="Override the spec's max_steps.")
 @click.option("--output-dir", default=None, help="Override the spec's output_dir.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any spec field (repeatable).")
+@click.option("--config-format", "config_format", default=None,
+              type=click.Choice(("auto", "gpuplan", "axolotl", "llama-factory", "trl", "torchtune")),
+              help="JOB's format: a gpuplan job spec or an axolotl, LLaMA-Factory, TRL or torchtune config "
+                   "(default: detected from its keys)")
 @click.option("--dry-run", is_flag=True, help="Print the SkyPilot task YAML (or the local command) and the cost; start nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def launch(job_file: str, target: str, provider: str | None, region: str | None, gpu: str | None,
            gpus: int | None, spot: bool | None, bucket: str | None, infra: str | None,
            local_profiles: tuple[str, ...], idle_minutes: int,
-           max_steps: int | None, output_dir: str | None, sets: tuple[str, ...], dry_run: bool, yes: bool) -> None:
+           max_steps: int | None, output_dir: str | None, sets: tuple[str, ...], dry_run: bool, yes: bool,
+           config_format: str | None = None) -> None:
     """Run JOB.yaml's fine-tuning job on a cloud GPU or on local GPUs."""
     from launch.prepare import format_cost, prepare_launch
-    from train.spec import load_spec
+    from planner.imports import load_job
 
     overrides = {**_parse_sets(sets), "max_steps": max_steps, "output_dir": output_dir, "gpu": gpu, "gpus": gpus}
-    spec = load_spec(job_file, overrides)
+    spec, imported = load_job(job_file, overrides, config_format=config_format)
     if target == "cloud" and local_profiles:
         from train.spec import SpecError
 
@@ -97,6 +102,8 @@ def launch(job_file: str, target: str, provider: str | None, region: str | None,
         "this machine" if prepared.mode == "direct" else prepared.task_plan.infra if prepared.task_plan else "")
     rec = plan.get("recommendation") or {}
     click.echo(f"job:   {prepared.name} ({spec.model}, {spec.method}) -> {where} [{prepared.mode}]")
+    if imported is not None:
+        click.echo(f"from:  {imported.one_line()}")
     click.echo(f"cost:  {format_cost(prepared.option)}")
     if prepared.option and rec.get("reason") and all(
             prepared.option.get(k) == rec.get(k) for k in ("provider", "instance_type", "region", "spot")):

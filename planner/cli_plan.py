@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from train.spec import JobSpec, SpecError, apply_overrides, load_spec
+from train.spec import JobSpec, SpecError, apply_overrides
 
 # (flag, spec field, click type, help)
 SPEC_FLAGS: list[tuple[str, str, Any, str]] = [
@@ -49,8 +49,19 @@ BOOL_FLAGS: list[tuple[str, str, str]] = [
 ]
 
 
+CONFIG_FORMATS = ("auto", "gpuplan", "axolotl", "llama-factory", "trl", "torchtune")
+
+
+def config_format_option(func: Any) -> Any:
+    """--config-format: how to read JOB (shared by plan, report and launch)."""
+    return click.option("--config-format", "config_format", type=click.Choice(CONFIG_FORMATS), default=None,
+                        help="JOB's format: a gpuplan job spec or an axolotl, LLaMA-Factory, TRL or torchtune "
+                             "config (default: auto, detected from its keys)")(func)
+
+
 def spec_options(func: Any) -> Any:
     """Decorate a click command with the job spec flags (shared by plan, report and launch)."""
+    func = config_format_option(func)
     for flag, _field, typ, help_ in reversed(SPEC_FLAGS):
         func = click.option(flag, type=typ, default=None, help=help_)(func)
     for name, _field, help_ in reversed(BOOL_FLAGS):
@@ -80,7 +91,13 @@ def pricing_options(func: Any) -> Any:
 
 
 def spec_from_cli(job: str | None, kwargs: dict[str, Any]) -> JobSpec:
-    """The job spec from an optional YAML file plus flags (flags win)."""
+    """The job spec from an optional YAML file (a gpuplan job spec or another tool's config) plus flags
+    (flags win)."""
+    return spec_and_import_from_cli(job, kwargs)[0]
+
+
+def spec_and_import_from_cli(job: str | None, kwargs: dict[str, Any]) -> tuple[JobSpec, Any]:
+    """(job spec, planner.imports.ImportReport or None when JOB is a gpuplan job spec or absent)."""
     overrides: dict[str, Any] = {}
     for _flag, field, _typ, _help in SPEC_FLAGS:
         if kwargs.get(field) is not None:
@@ -88,23 +105,32 @@ def spec_from_cli(job: str | None, kwargs: dict[str, Any]) -> JobSpec:
     for _name, field, _help in BOOL_FLAGS:
         if kwargs.get(field) is not None:
             overrides[field] = kwargs[field]
+    fmt = kwargs.get("config_format")
     if job is not None:
-        return load_spec(job, overrides)
+        from planner.imports import load_job
+
+        return load_job(job, overrides, config_format=fmt)
+    if fmt not in (None, "auto", "gpuplan"):
+        raise SpecError("--config-format", "needs a config file", "give JOB, or drop --config-format")
     if not overrides.get("model"):
         raise SpecError("model", "missing", "give a job file (gpuplan plan JOB.yaml) or --model")
-    return apply_overrides(JobSpec(), overrides)
+    return apply_overrides(JobSpec(), overrides), None
 
 
 def plan_from_cli(job: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
     from planner.plan import plan_job
 
-    spec = spec_from_cli(job, kwargs)
+    spec, imported = spec_and_import_from_cli(job, kwargs)
     providers = list(kwargs.get("provider") or []) or None
-    return plan_job(spec, provider=providers, region=kwargs.get("region"), spot=kwargs.get("spot"),
-                    max_hourly=kwargs.get("max_hourly"), deadline_hours=kwargs.get("deadline_hours"),
-                    budget=kwargs.get("budget"), local_profiles=list(kwargs.get("local_profile") or []) or None,
-                    include_local=not kwargs.get("no_local"), runs_per_month=kwargs.get("runs_per_month"),
-                    other_use_hours=kwargs.get("other_use_hours") or 0.0)
+    doc = plan_job(spec, provider=providers, region=kwargs.get("region"), spot=kwargs.get("spot"),
+                   max_hourly=kwargs.get("max_hourly"), deadline_hours=kwargs.get("deadline_hours"),
+                   budget=kwargs.get("budget"), local_profiles=list(kwargs.get("local_profile") or []) or None,
+                   include_local=not kwargs.get("no_local"), runs_per_month=kwargs.get("runs_per_month"),
+                   other_use_hours=kwargs.get("other_use_hours") or 0.0)
+    if imported is not None:
+        doc["import"] = imported.to_dict()
+        doc["warnings"] = [f"{m.field} missing: {m.fix}" for m in imported.missing] + doc.get("warnings", [])
+    return doc
 
 
 @click.command("plan")
@@ -120,7 +146,8 @@ def plan_from_cli(job: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
                    "needs torch); the rest stays analytic")
 def plan(job: str | None, fmt: str, report_dir: str | None, top: int, simulate: bool, **kwargs: Any) -> None:
     """Size a fine-tuning job: peak memory, speed, time and cost on each GPU type and count, what fits, and what
-    to change when it doesn't. JOB is a YAML job spec (see examples/); flags override it."""
+    to change when it doesn't. JOB is a YAML job spec (see examples/) or your axolotl, LLaMA-Factory, TRL or
+    torchtune config (see examples/imports/); flags override it."""
     if simulate:
         from planner.estimator.simulate import require_torch
 
@@ -144,6 +171,13 @@ def plan(job: str | None, fmt: str, report_dir: str | None, top: int, simulate: 
     else:
         from planner.plan_table import print_plan
 
+        if doc.get("import"):
+            from planner.imports.report import summary_line
+
+            click.echo(summary_line(doc["import"]))
+        source = str(doc.get("model", {}).get("source") or "")
+        if source.startswith("registry entry"):
+            click.echo(f"model {doc['model'].get('name')}: sized as the {source}")
         print_plan(doc, top=top)
     warnings = doc.get("warnings", [])
     flagged = [w for w in warnings if "flagged" in w]

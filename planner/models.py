@@ -595,6 +595,49 @@ def _lookup(name: str) -> str | None:
     return None
 
 
+# Suffixes community re-uploads add to a model's repository name without changing its architecture:
+# bitsandbytes pre-quantized copies (unsloth/...-bnb-4bit, ...-unsloth-bnb-4bit), dtype copies (TheBloke/...-fp16).
+# GPTQ/AWQ/GGUF copies are not matched: their weights are not what the planner sizes.
+_REUPLOAD_SUFFIX = re.compile(r"[-_](unsloth[-_])?(bnb[-_])?(4bit|8bit)$|[-_](fp16|bf16|fp32|hf)$", re.I)
+
+
+@lru_cache(maxsize=1)
+def _tail_index() -> dict[str, str]:
+    """Repository name (the part after the owner) -> HF id, for names that point at one registry entry only."""
+    seen: dict[str, set[str]] = {}
+    for key, hf_id in _registry().index.items():
+        seen.setdefault(key.rsplit("/", 1)[-1], set()).add(hf_id)
+    return {tail: next(iter(ids)) for tail, ids in seen.items() if len(ids) == 1}
+
+
+def mirror_entry(name: str) -> str | None:
+    """The registry entry a community mirror or re-upload names by its repository name, or None.
+
+    NousResearch/Meta-Llama-3-8B -> meta-llama/Meta-Llama-3-8B, unsloth/llama-3-8b-Instruct-bnb-4bit ->
+    meta-llama/Meta-Llama-3-8B, TheBloke/Llama-2-7B-fp16 -> meta-llama/Llama-2-7b-hf: the owner is dropped, then
+    re-upload suffixes, then fine-tune suffixes (-Instruct, -chat, ...), until a registry name matches.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name.strip()):
+        return None
+    tails = _tail_index()
+    repo = name.strip().rsplit("/", 1)[-1].lower()
+    # Strip one suffix at a time, trying the exact repository names first (…-Instruct-v0.1 is its own entry
+    # when the registry has it), and the registry's looser variant matching last.
+    candidates = [repo]
+    for pattern in (_REUPLOAD_SUFFIX, _VARIANT_SUFFIX, _REUPLOAD_SUFFIX, _VARIANT_SUFFIX):
+        new = pattern.sub("", candidates[-1])
+        if new != candidates[-1]:
+            candidates.append(new)
+    for cand in candidates:
+        if cand in tails:
+            return tails[cand]
+    for cand in candidates:
+        hit = _lookup(cand)
+        if hit is not None:
+            return hit
+    return None
+
+
 def _registry_arch(hf_id: str, name: str) -> ModelArch:
     cfg = _registry().configs[hf_id]
     arch = from_hf_config(cfg, name, "registry")
@@ -665,6 +708,10 @@ def resolve_model(name_or_path: str) -> ModelArch:
         return _read_config(cfg_path, name)
     if _looks_like_path(name):
         raise SpecError("model", f"{name} does not exist", "check the path, or give a registry id or hub id")
+    mirrored = mirror_entry(name)
+    if mirrored is not None:
+        return _with(_registry_arch(mirrored, name),
+                     source=f"registry entry {mirrored} (matched by repository name: a mirror or re-upload of it)")
     close = _close_matches(name)
     suggestion = f"use one of: {', '.join(close)}" if close else "use a registry id such as meta-llama/Llama-3.1-8B"
     if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name):
