@@ -409,8 +409,9 @@ def moments(arch: ModelArch, spec: JobSpec, world: int, seq_len: int | None = No
         per_layer += 6 * mb * arch.num_heads * s * s * factor
         transient += 4 * mb * arch.num_heads * s * s
     tail = (4 + 2 + 2) * h * tokens * factor
+    inputs = L * t.res * h * tokens  # checkpointed layer inputs: the residual stream, which compile leaves alone
     if spec.gradient_checkpointing:
-        saved = L * t.res * h * tokens * factor + tail
+        saved = inputs + tail
     else:
         saved = L * per_layer + tail
     elements = float(tokens) * arch.vocab_size
@@ -428,7 +429,7 @@ def moments(arch: ModelArch, spec: JobSpec, world: int, seq_len: int | None = No
     grads_late = t.grads_kept if spec.grad_accum > 1 else t.head_grad + t.layer_grad
     layer_extra = t.dequant + t.rs_buffer
     if spec.gradient_checkpointing:
-        acts = L * t.res * h * tokens * factor + per_layer + transient
+        acts = inputs + per_layer + transient
         out.append(moment("layer_recompute", grads_late, acts, 0.0, layer_extra, copies=t.layer_copy))
         first = t.res * h * tokens + per_layer + transient  # layer 0, with nearly every gradient live
     else:
