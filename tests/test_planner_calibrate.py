@@ -98,6 +98,8 @@ def test_without_a_calibration_file_plan_has_no_calibration_key(tmp_path):
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert "calibration" not in doc
+    assert doc["estimator"] == {"kind": "analytic", "stack": "gpuplan"}
+    assert doc["fits"] in (True, "tight", False) and len(doc["memory"]["band_gib"]) == 2
 
 
 @pytest.mark.parametrize("change,needle", [
