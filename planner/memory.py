@@ -206,21 +206,14 @@ def _layer_saved_per_token(arch: ModelArch, spec: JobSpec) -> float:
     return norm + attn + mlp + lora_mid
 
 
-def layer_backward_transient_bytes(arch: ModelArch, spec: JobSpec, tokens: int, seq_len: int, batch: int) -> float:
+def _layer_transient_per_token(arch: ModelArch, spec: JobSpec) -> float:
     """Bytes that exist only while one decoder layer runs backward, on top of what it saved.
 
     The larger of the MLP's backward (grads of the product's two operands and of SiLU's input, 3 x inter)
     and attention's backward (dq, dk, dv at all heads plus flash/SDPA's fp32 dq accumulator and softmax
     row sums, flash-attention 2 `mha_bwd`), plus the gradient of the residual stream in and out of the layer.
-    Eager attention adds the fp32 gradient of its s x s scores.
+    Per token; eager attention adds the fp32 gradient of its s x s scores (moments()).
     """
-    total = _layer_transient_per_token(arch, spec) * tokens
-    if spec.attention == "eager":
-        total += 4 * batch * arch.num_heads * seq_len * seq_len
-    return total
-
-
-def _layer_transient_per_token(arch: ModelArch, spec: JobSpec) -> float:
     mech = mechanisms(spec)
     # QLoRA computes in 16-bit whatever spec.precision says (train/precision.py)
     b = 2 if spec.method == "qlora" else activation_bytes(spec.precision)
@@ -230,21 +223,6 @@ def _layer_transient_per_token(arch: ModelArch, spec: JobSpec) -> float:
     mlp = 3 * b * inter
     attn = 3 * b * q_dim + 4 * q_dim + 4 * arch.num_heads
     return max(mlp, attn) + 2 * residual_bytes(spec, mech) * arch.hidden_size
-
-
-def activation_bytes_total(arch: ModelArch, spec: JobSpec, tokens: int, seq_len: int, batch: int) -> float:
-    """Everything a micro-batch saves for backward, at the start of backward (the loss excluded).
-
-    With checkpointing (non-reentrant, one checkpoint per decoder layer) each layer keeps only its input, in
-    the residual stream's dtype; without it every layer's saved set. Outside the blocks: the final norm's
-    fp32 upcast and 16-bit output, the lm_head's input and the loss's gather of the labelled positions.
-    """
-    mech = mechanisms(spec)
-    h = arch.hidden_size
-    tail = (4 + 2 + 2) * h * tokens
-    if spec.gradient_checkpointing:
-        return arch.num_layers * residual_bytes(spec, mech) * h * tokens + tail
-    return arch.num_layers * layer_activation_bytes(arch, spec, tokens, seq_len, batch) + tail
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -396,7 +374,13 @@ def _compute_terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
 
 def moments(arch: ModelArch, spec: JobSpec, world: int, seq_len: int | None = None,
             batch: int | None = None) -> list[Moment]:
-    """Every candidate peak of one training step, per GPU, in bytes."""
+    """Every candidate peak of one training step, per GPU, in bytes.
+
+    Saved for backward at the start of backward: with checkpointing (non-reentrant, one checkpoint per decoder
+    layer) each layer's input in the residual stream's dtype; without it every layer's saved set. Outside the
+    blocks: the final norm's fp32 upcast and 16-bit output, the lm_head's input and the loss's gather of the
+    labelled positions (`tail`).
+    """
     t = _terms(arch, spec, world)
     s = seq_len or spec.seq_len
     mb = batch or spec.batch_size
@@ -511,12 +495,6 @@ def fit_call(mem: MemoryEstimate) -> bool | str:
     if round(mem.capacity_gib - lo - CAL.cuda_context_gib, 3) >= 0:
         return "tight"
     return False
-
-
-def conservative_headroom(mem: MemoryEstimate) -> float:
-    """GiB left on the card at the band's high end (negative: the job may not fit)."""
-    hi = (mem.band_gib or [mem.peak_reserved_gib] * 2)[1]
-    return round(mem.capacity_gib - hi - CAL.cuda_context_gib, 3)
 
 
 def fits(mem: MemoryEstimate) -> bool | str:
