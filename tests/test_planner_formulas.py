@@ -171,6 +171,15 @@ def test_a_stack_changes_memory_by_exactly_its_mechanisms_bytes(monkeypatch, cha
     assert after - before == pytest.approx(delta)
 
 
+def test_a_foreach_adamw_adds_two_parameter_size_temporaries_at_the_step(monkeypatch):
+    s = spec(method="qlora", optimizer="adamw", lora_r=16, lora_targets="all-linear")
+    before = moment(s, "optimizer_step")["overhead"]
+    _with_mechanism(monkeypatch, fused_adamw=False)
+    after = moment(dataclasses.replace(s, stack="axolotl"), "optimizer_step")["overhead"]
+    M._TERMS.clear()
+    assert after - before == 2 * ARCH.lora_params(16, "all-linear") * 4  # fp32 adapters
+
+
 def test_every_stack_names_its_mechanisms_source():
     from planner.estimator.stacks import STACK_MECHANISMS
     from train.spec import STACKS
