@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "launch": ("planner.cli_launch:launch", "Run the bundled training package on a cloud (SkyPilot) or local GPUs."),
     "check": ("planner.cli_check:check", "Compare a real run's summary.json (memory, tokens/s) with the plan."),
     "calibrate": ("planner.cli_calibrate:calibrate", "Fit the estimator to your runs' summary.json; plan applies it."),
+    "simulate": ("planner.cli_simulate:simulate", "Simulate one training step on meta tensors: exact peak memory (needs torch)."),
 }
 
 

@@ -115,10 +115,21 @@ def plan_from_cli(job: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="also write the finance report (HTML, PDF, CSV, XLSX, JSON) into this folder")
 @click.option("--top", type=int, default=10, show_default=True, help="options shown in the table")
-def plan(job: str | None, fmt: str, report_dir: str | None, top: int, **kwargs: Any) -> None:
+@click.option("--simulate", "simulate", is_flag=True, default=False,
+              help="with --gpu: simulate the memory section (one step of the bundled trainer on meta tensors; "
+                   "needs torch); the rest stays analytic")
+def plan(job: str | None, fmt: str, report_dir: str | None, top: int, simulate: bool, **kwargs: Any) -> None:
     """Size a fine-tuning job: peak memory, speed, time and cost on each GPU type and count, what fits, and what
     to change when it doesn't. JOB is a YAML job spec (see examples/); flags override it."""
+    if simulate:
+        from planner.estimator.simulate import require_torch
+
+        if not spec_from_cli(job, kwargs).gpu:
+            raise SpecError("--simulate", "needs one GPU type", "add --gpu (e.g. --gpu H100)")
+        require_torch()
     doc = plan_from_cli(job, kwargs)
+    if simulate:
+        apply_simulation(doc, spec_from_cli(job, kwargs))
     if report_dir:
         from planner.report import write_report
 
@@ -141,6 +152,25 @@ def plan(job: str | None, fmt: str, report_dir: str | None, top: int, **kwargs: 
     if flagged:
         click.echo(f"warning: {len(flagged)} catalog price ranges look suspect (listed under 'warnings' in "
                    "--format json)", err=True)
+
+
+def apply_simulation(doc: dict[str, Any], spec: JobSpec) -> None:
+    """Replace the plan's memory section (one --gpu plan) with the simulated one; the analytic one is kept
+    under `memory_analytic`, and `estimator` says which parts are simulated."""
+    from planner.estimator.simulate import simulate_memory
+
+    sim = simulate_memory(spec, doc["gpu"], doc["gpus"])
+    analytic = doc["memory"]
+    memory = {k: v for k, v in sim.items() if k not in ("estimator", "fits", "notes", "simulation_seconds")}
+    for key in analytic:  # keys the analytic model adds (band_gib ...) stay, the simulated values win
+        memory.setdefault(key, analytic[key])
+    doc["memory_analytic"] = analytic
+    doc["memory"] = memory
+    doc["fits"] = sim["fits"]
+    doc["estimator"] = dict(sim["estimator"], scope="memory of this GPU plan is simulated; speed, limits, "
+                                                   "suggestions and the price comparison stay analytic")
+    for note in sim.get("notes") or []:
+        doc.setdefault("notes", []).append(note)
 
 
 CSV_COLUMNS = ["gpu", "gpus", "nodes", "fits", "peak_allocated_gib", "peak_reserved_gib", "capacity_gib",
