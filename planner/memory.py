@@ -389,7 +389,7 @@ def _compute_terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
     # rank holds the whole root. DeepSpeed ZeRO-3 gathers per module instead (not modelled as a root).
     root_w = (w_full - block_w * L) * (0.5 if gather_16 else 1.0)
     root_gathered = 0.0
-    if par in ("fsdp", "fsdp-offload") and sharded:
+    if par in ("fsdp", "fsdp-offload") and sharded and mech.fsdp_root_embeddings:
         root_gathered = root_w if offload else root_w * (1 - 1 / shard)
     if sharded and mech.zero3_buckets and par == "zero3":
         w += 1.9 * h * h * 2  # reduce bucket h^2 + prefetch bucket 0.9 h^2, 16-bit (HF "auto" ZeRO-3 config)
@@ -432,7 +432,7 @@ def _compute_terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
     if not counts.lm_head:
         embed_grad = 0.0  # tied: the one gradient is created at the head (in head_grad)
     root_grad_extra = (0.0, 0.0)
-    if full_grads and sharded and par in ("fsdp", "fsdp-offload"):
+    if full_grads and sharded and par in ("fsdp", "fsdp-offload") and mech.fsdp_root_embeddings:
         # the root's flat gradient is unsharded from the lm_head's backward to the root's post-backward
         # reduce-scatter (after the embedding's): the head's and the embedding's gradients at full size
         root_grad_extra = (head_grad * (shard - 1), embed_grad * (shard - 1))
