@@ -80,8 +80,9 @@ def flash_sdpa(tracker: Any) -> Iterator[None]:
 
 
 class _AutocastState:
-    dtype: torch.dtype | None = None
-    cache: dict[int, torch.Tensor] = {}
+    def __init__(self) -> None:
+        self.dtype: torch.dtype | None = None
+        self.cache: dict[int, torch.Tensor] = {}
 
 
 AUTOCAST = _AutocastState()
