@@ -127,6 +127,20 @@ def residual_bytes(spec: JobSpec, mech: Mechanisms) -> int:
     return 4 if spec.precision in ("bf16-mixed", "fp16-mixed") else 2
 
 
+def mlp_bytes(spec: JobSpec, mech: Mechanisms) -> int:
+    """Bytes per element of the MLP's intermediates (gate, up, activation, their product).
+
+    QLoRA: bitsandbytes' Linear4bit computes in the compute dtype but returns its input's dtype
+    (`matmul_4bit(...).to(inp_dtype)`, bitsandbytes/nn/modules.py), and PEFT adds the adapter's output to that
+    result; with an fp32 residual stream (k-bit preparation's fp32 norms) gate and up come out in fp32 and SiLU
+    and the product follow: 4 B. Attention is unaffected: SDPA is on autocast's 16-bit list, so it saves
+    16-bit q, k, v. Otherwise the activation dtype.
+    """
+    if spec.method == "qlora":
+        return residual_bytes(spec, mech)
+    return activation_bytes(spec.precision)
+
+
 def _autocast(spec: JobSpec, mech: Mechanisms) -> bool:
     if spec.method == "qlora":
         return mech.autocast_qlora
@@ -160,11 +174,13 @@ def layer_activation_bytes(arch: ModelArch, spec: JobSpec, tokens: int, seq_len:
     """
     total = _layer_saved_per_token(arch, spec) * tokens
     if spec.attention == "eager":
-        total += 6 * batch * arch.num_heads * seq_len * seq_len
+        total += eager_score_bytes(spec)[0] * batch * arch.num_heads * seq_len * seq_len
     return total
 
 
-def _layer_saved_per_token(arch: ModelArch, spec: JobSpec) -> float:
+def _layer_saved_per_token(arch: ModelArch, spec: JobSpec, mlp_only: bool = False) -> float:
+    """Saved bytes per token of one layer; `mlp_only`: the MLP block's share (its norm, inputs and
+    intermediates), which the MLP's backward frees before attention's backward starts."""
     mech = mechanisms(spec)
     h = arch.hidden_size
     q_dim = arch.num_heads * arch.head_dim
@@ -192,59 +208,79 @@ def _layer_saved_per_token(arch: ModelArch, spec: JobSpec) -> float:
         return (1 if shared else len(hit)) * cast_bytes * width
 
     norm = (6.0 if full else 4.0) * h * 2
-    attn = 4 * b * q_dim + 4 * arch.num_heads + b * q_dim  # q, k, v, out; fp32 logsumexp; o_proj's input copy
+    # k and v as the attention kernel saves them: grouped (flash-attention 2; SDPA with enable_gqa) or
+    # repeated to every query head (eager's repeat_kv; older stacks' SDPA), see stacks.sdpa_gqa_native
+    grouped = spec.attention == "flash" or (spec.attention == "sdpa" and mech.sdpa_gqa_native)
+    kv = arch.num_kv_heads * arch.head_dim if grouped else q_dim
+    # q, k, v, the output and the fp32 logsumexp per head. The fused kernels return the output already in
+    # (batch, seq, heads, dim) layout, so `transpose(1, 2).contiguous()` is free and o_proj reads the saved
+    # output itself; eager's probs @ v is (batch, heads, seq, dim) and o_proj reads a contiguous copy.
+    attn = 2 * b * q_dim + 2 * b * kv + 4 * arch.num_heads
+    if spec.attention == "eager":
+        attn += b * q_dim
     attn += lin_input(h, ("q_proj", "k_proj", "v_proj"))
-    if full:
-        attn -= b * q_dim  # o_proj's input is the saved copy counted above
-    attn += lin_input(q_dim, ("o_proj",)) if not full else b * q_dim
+    if not full:
+        attn += lin_input(q_dim, ("o_proj",))
+    bm = mlp_bytes(spec, mech)
     if arch.gated_mlp:
-        mlp = 3 * b * inter + lin_input(h, ("gate_proj", "up_proj"))
+        mlp = 3 * bm * inter + lin_input(h, ("gate_proj", "up_proj"))
     else:
-        mlp = 2 * b * inter + lin_input(h, ("up_proj",))
+        mlp = 2 * bm * inter + lin_input(h, ("up_proj",))
     mlp += lin_input(inter, ("down_proj",))
     lora_mid = (b if autocast else a_bytes) * lora.rank_per_token if lora else 0.0
+    if mlp_only:
+        return norm / 2 + mlp
     return norm + attn + mlp + lora_mid
 
 
-def layer_backward_transient_bytes(arch: ModelArch, spec: JobSpec, tokens: int, seq_len: int, batch: int) -> float:
+def _layer_transient_per_token(arch: ModelArch, spec: JobSpec) -> float:
     """Bytes that exist only while one decoder layer runs backward, on top of what it saved.
 
     The larger of the MLP's backward (grads of the product's two operands and of SiLU's input, 3 x inter)
     and attention's backward (dq, dk, dv at all heads plus flash/SDPA's fp32 dq accumulator and softmax
     row sums, flash-attention 2 `mha_bwd`), plus the gradient of the residual stream in and out of the layer.
-    Eager attention adds the fp32 gradient of its s x s scores.
+    Per token; eager attention's s x s scores at its softmax's backward are added in moments().
     """
-    total = _layer_transient_per_token(arch, spec) * tokens
-    if spec.attention == "eager":
-        total += 4 * batch * arch.num_heads * seq_len * seq_len
-    return total
-
-
-def _layer_transient_per_token(arch: ModelArch, spec: JobSpec) -> float:
     mech = mechanisms(spec)
     # QLoRA computes in 16-bit whatever spec.precision says (train/precision.py)
     b = 2 if spec.method == "qlora" else activation_bytes(spec.precision)
     q_dim = arch.num_heads * arch.head_dim
     experts = arch.experts_per_token if arch.num_experts else 1
     inter = arch.intermediate_size * experts
-    mlp = 3 * b * inter
-    attn = 3 * b * q_dim + 4 * q_dim + 4 * arch.num_heads
-    return max(mlp, attn) + 2 * residual_bytes(spec, mech) * arch.hidden_size
+    mlp = 3 * mlp_bytes(spec, mech) * inter
+    return max(mlp, _attn_transient_per_token(arch, spec)) + 2 * residual_bytes(spec, mech) * arch.hidden_size
 
 
-def activation_bytes_total(arch: ModelArch, spec: JobSpec, tokens: int, seq_len: int, batch: int) -> float:
-    """Everything a micro-batch saves for backward, at the start of backward (the loss excluded).
+def _attn_transient_per_token(arch: ModelArch, spec: JobSpec) -> float:
+    """Attention's backward per token: dq, dk, dv at all heads + the fp32 dq accumulator and row sums."""
+    b = 2 if spec.method == "qlora" else activation_bytes(spec.precision)
+    q_dim = arch.num_heads * arch.head_dim
+    return 3 * b * q_dim + 4 * q_dim + 4 * arch.num_heads
 
-    With checkpointing (non-reentrant, one checkpoint per decoder layer) each layer keeps only its input, in
-    the residual stream's dtype; without it every layer's saved set. Outside the blocks: the final norm's
-    fp32 upcast and 16-bit output, the lm_head's input and the loss's gather of the labelled positions.
+
+def eager_score_bytes(spec: JobSpec) -> tuple[int, int]:
+    """(saved, live at its softmax's backward) bytes per attention-score element of eager attention.
+
+    transformers' eager_attention_forward: `softmax(scores, dtype=float32).to(query.dtype)` then
+    `probs @ v`. Saved: softmax's fp32 output (4 B) and, with 16-bit activations, the 16-bit cast that the
+    matmul saves (2 B). At `_softmax_backward_data` the cast has been freed with the matmul's backward and
+    three fp32 tensors are live: the saved output, the incoming fp32 gradient (the cast's backward) and the
+    op's fp32 result: 12 B (traced on meta tensors; the same op in fp32 with no cast).
     """
-    mech = mechanisms(spec)
-    h = arch.hidden_size
-    tail = (4 + 2 + 2) * h * tokens
-    if spec.gradient_checkpointing:
-        return arch.num_layers * residual_bytes(spec, mech) * h * tokens + tail
-    return arch.num_layers * layer_activation_bytes(arch, spec, tokens, seq_len, batch) + tail
+    b = 2 if spec.method == "qlora" else activation_bytes(spec.precision)
+    return (4 + (b if b < 4 else 0), 12)
+
+
+def softcap_bytes(arch: ModelArch, mech: Mechanisms) -> float:
+    """Extra bytes per logit element of a final logit soft-cap (Gemma 2): tanh saves its output for backward.
+
+    Our trainer caps the fp32 logits (train/loss.py `tanh(logits / cap) * cap` after `.float()`): 4 B live at
+    the loss's backward peak next to the 12 (traced on meta tensors: tanh, log-softmax, nll grad, output, 4 B
+    each). transformers' Gemma2ForCausalLM and torchtune's TanhSoftCapping cap the 16-bit logits: 2 B.
+    """
+    if not arch.logit_softcap:
+        return 0.0
+    return 4.0 if mech.softcap_fp32 else 2.0
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -270,12 +306,14 @@ class _Terms:
     """The token-independent terms of a job on `world` GPUs and the per-token coefficients (bytes)."""
 
     w: float
+    root_gathered: float  # FSDP: the root unit's unsharded parameters beyond this rank's shard (compute phases)
     adapter: float
     opt: float
     opt_temp: float
     grads_all: float
     grads_kept: float
     head_grad: float
+    root_grad_extra: tuple[float, float]  # FSDP: the root's unsharded head and embedding gradients beyond the share
     layer_grad: float
     embed_grad: float
     ddp_buckets: float
@@ -287,6 +325,8 @@ class _Terms:
     res: int  # residual-stream bytes per element
     per_layer_tok: float  # one layer's saved bytes per token (eager's s^2 term apart)
     transient_tok: float  # one layer's backward transients per token
+    attn_transient_tok: float  # attention's share of them
+    mlp_saved_tok: float  # the MLP block's share of per_layer_tok (freed before attention's backward)
     loss_bytes: float
     upcast: bool
 
@@ -342,6 +382,15 @@ def _compute_terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
         w = w_full / shard + 2 * gathered  # own shard + two gathered layers (current + prefetch)
     else:
         w = w_full
+    # FSDP (1 and 2) does not reshard the root unit (embeddings, final norm, lm_head: everything outside the
+    # wrapped decoder layers) after forward, since backward needs it at once (torch.distributed.fsdp
+    # _runtime_utils._post_forward_reshard: `free_unsharded_flat_param = not state._is_root and ...`;
+    # fully_shard's root reshard_after_forward=False): from the root's pre-forward to its post-backward every
+    # rank holds the whole root. DeepSpeed ZeRO-3 gathers per module instead (not modelled as a root).
+    root_w = (w_full - block_w * L) * (0.5 if gather_16 else 1.0)
+    root_gathered = 0.0
+    if par in ("fsdp", "fsdp-offload") and sharded and mech.fsdp_root_embeddings:
+        root_gathered = root_w if offload else root_w * (1 - 1 / shard)
     if sharded and mech.zero3_buckets and par == "zero3":
         w += 1.9 * h * h * 2  # reduce bucket h^2 + prefetch bucket 0.9 h^2, 16-bit (HF "auto" ZeRO-3 config)
 
@@ -380,9 +429,16 @@ def _compute_terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
     outside = grads_all - L * layer_grad if full_grads else 0.0  # embedding + lm_head + final norm
     head_grad = outside - (embed_grad if counts.lm_head else 0.0)
     factor = CAL.compile_activation_factor if spec.compile else 1.0
+    if not counts.lm_head:
+        embed_grad = 0.0  # tied: the one gradient is created at the head (in head_grad)
+    root_grad_extra = (0.0, 0.0)
+    if full_grads and sharded and par in ("fsdp", "fsdp-offload") and mech.fsdp_root_embeddings:
+        # the root's flat gradient is unsharded from the lm_head's backward to the root's post-backward
+        # reduce-scatter (after the embedding's): the head's and the embedding's gradients at full size
+        root_grad_extra = (head_grad * (shard - 1), embed_grad * (shard - 1))
     return _Terms(
-        w=w, adapter=adapter, opt=opt, opt_temp=opt_temp, grads_all=grads_all,
-        grads_kept=grads_all if spec.grad_accum > 1 else 0.0, head_grad=head_grad, layer_grad=layer_grad,
+        w=w, root_gathered=root_gathered, adapter=adapter, opt=opt, opt_temp=opt_temp, grads_all=grads_all,
+        grads_kept=grads_all if spec.grad_accum > 1 else 0.0, head_grad=head_grad, root_grad_extra=root_grad_extra, layer_grad=layer_grad,
         embed_grad=embed_grad,
         ddp_buckets=grads_all if (par == "ddp" and world > 1) else 0.0,  # flat buckets, allocated at wrap time
         rs_buffer=(trainable * pbytes / L) if sharded else 0.0,  # one layer's unsharded grads (reduce-scatter)
@@ -391,13 +447,23 @@ def _compute_terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
         res=residual_bytes(spec, mech),
         per_layer_tok=_layer_saved_per_token(arch, spec) * factor,
         transient_tok=_layer_transient_per_token(arch, spec),
-        loss_bytes=mech.loss_bytes_per_logit * factor, upcast=mech.loss_bytes_per_logit >= 12)
+        attn_transient_tok=_attn_transient_per_token(arch, spec) + 2 * residual_bytes(spec, mech) * h,
+        mlp_saved_tok=_layer_saved_per_token(arch, spec, mlp_only=True) * factor,
+        loss_bytes=(mech.loss_bytes_per_logit + softcap_bytes(arch, mech)) * factor,
+        upcast=mech.loss_bytes_per_logit >= 12)
 
 
 def moments(arch: ModelArch, spec: JobSpec, world: int, seq_len: int | None = None,
             batch: int | None = None) -> list[Moment]:
-    """Every candidate peak of one training step, per GPU, in bytes."""
+    """Every candidate peak of one training step, per GPU, in bytes.
+
+    Saved for backward at the start of backward: with checkpointing (non-reentrant, one checkpoint per decoder
+    layer) each layer's input in the residual stream's dtype; without it every layer's saved set. Outside the
+    blocks: the final norm's fp32 upcast and 16-bit output, the lm_head's input and the loss's gather of the
+    labelled positions (`tail`).
+    """
     t = _terms(arch, spec, world)
+    root = t.root_gathered
     s = seq_len or spec.seq_len
     mb = batch or spec.batch_size
     tokens = s * mb
@@ -405,14 +471,20 @@ def moments(arch: ModelArch, spec: JobSpec, world: int, seq_len: int | None = No
     factor = CAL.compile_activation_factor if spec.compile else 1.0
     per_layer = t.per_layer_tok * tokens
     transient = t.transient_tok * tokens
+    mask = 0.0
     if spec.attention == "eager":
-        per_layer += 6 * mb * arch.num_heads * s * s * factor
-        transient += 4 * mb * arch.num_heads * s * s
+        scores = mb * arch.num_heads * s * s
+        saved_e, live_e = eager_score_bytes(spec)
+        per_layer += saved_e * scores * factor
+        # at attention's backward (the s x s softmax backward) the MLP's saved tensors are already freed
+        transient = max(transient, (t.attn_transient_tok - t.mlp_saved_tok) * tokens + (live_e - saved_e) * scores)
+        mask = mb * s * s * t.res  # the 4-D additive causal mask, in the embedding output's dtype, kept all step
     tail = (4 + 2 + 2) * h * tokens * factor
+    inputs = L * t.res * h * tokens  # checkpointed layer inputs: the residual stream, which compile leaves alone
     if spec.gradient_checkpointing:
-        saved = L * t.res * h * tokens * factor + tail
+        saved = inputs + tail + mask
     else:
-        saved = L * per_layer + tail
+        saved = L * per_layer + tail + mask
     elements = float(tokens) * arch.vocab_size
     loss_elems = elements / CAL.loss_chunks if spec.chunked_loss else elements
     loss_live = t.loss_bytes * loss_elems
@@ -424,21 +496,24 @@ def moments(arch: ModelArch, spec: JobSpec, world: int, seq_len: int | None = No
         # BREAKDOWN_KEYS order: weights, adapter, gradients, optimizer, activations, logits, overhead
         return Moment(name, (t.w + copies, t.adapter, grads, t.opt, acts, logits, overhead + extra), fragmentation)
 
-    out = [moment("loss_backward", t.grads_kept, saved, loss_live, 0.0, frag, t.block_copies + t.lm_head_copy)]
-    grads_late = t.grads_kept if spec.grad_accum > 1 else t.head_grad + t.layer_grad
+    out = [moment("loss_backward", t.grads_kept, saved, loss_live, 0.0, frag,
+                  root + t.block_copies + t.lm_head_copy)]
+    grads_late = (t.grads_kept if spec.grad_accum > 1 else t.head_grad + t.layer_grad) + t.root_grad_extra[0]
     layer_extra = t.dequant + t.rs_buffer
     if spec.gradient_checkpointing:
-        acts = L * t.res * h * tokens * factor + per_layer + transient
-        out.append(moment("layer_recompute", grads_late, acts, 0.0, layer_extra, copies=t.layer_copy))
-        first = t.res * h * tokens + per_layer + transient  # layer 0, with nearly every gradient live
+        acts = inputs + mask + per_layer + transient
+        out.append(moment("layer_recompute", grads_late, acts, 0.0, layer_extra, copies=root + t.layer_copy))
+        first = t.res * h * tokens + mask + per_layer + transient  # layer 0, with nearly every gradient live
     else:
         out.append(moment("layer_backward", grads_late, saved - tail + transient, 0.0, layer_extra,
-                          copies=t.block_copies))
-        first = per_layer + transient
+                          copies=root + t.block_copies))
+        first = mask + per_layer + transient
     if spec.method == "full" or spec.grad_accum > 1:
-        late = t.grads_all if spec.grad_accum > 1 else t.grads_all - t.embed_grad
-        out.append(moment("backward_end", late, first, 0.0, layer_extra, copies=t.layer_copy))
-        out.append(moment("backward_end", t.grads_all, t.res * h * tokens, 0.0, t.rs_buffer))
+        head_x, embed_x = t.root_grad_extra
+        late = (t.grads_all if spec.grad_accum > 1 else t.grads_all - t.embed_grad) + head_x
+        out.append(moment("backward_end", late, first, 0.0, layer_extra, copies=root + t.layer_copy))
+        out.append(moment("backward_end", t.grads_all + head_x + embed_x, t.res * h * tokens, 0.0, t.rs_buffer,
+                          copies=root))
     out.append(moment("optimizer_step", t.grads_all, 0.0, 0.0, t.opt_temp))
     return out
 
@@ -510,12 +585,6 @@ def fit_call(mem: MemoryEstimate) -> bool | str:
     if round(mem.capacity_gib - lo - CAL.cuda_context_gib, 3) >= 0:
         return "tight"
     return False
-
-
-def conservative_headroom(mem: MemoryEstimate) -> float:
-    """GiB left on the card at the band's high end (negative: the job may not fit)."""
-    hi = (mem.band_gib or [mem.peak_reserved_gib] * 2)[1]
-    return round(mem.capacity_gib - hi - CAL.cuda_context_gib, 3)
 
 
 def fits(mem: MemoryEstimate) -> bool | str:

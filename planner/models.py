@@ -9,6 +9,8 @@ every registry entry against transformers on the meta device.
 """
 from __future__ import annotations
 
+import math
+
 import difflib
 import json
 import os
@@ -125,6 +127,7 @@ class ModelArch:
     experts_fused: bool = False  # transformers 5 stores MoE experts as 3-D parameters, not nn.Linear modules
     bnb_quantizable: bool = True  # bitsandbytes replaces only modules whose type is exactly nn.Linear
     exact: bool = True  # False: an unlisted model_type sized as a Llama-style decoder (counts approximate)
+    logit_softcap: float = 0.0  # Gemma 2 final_logit_softcapping: logits = tanh(logits / cap) * cap (0: none)
 
     # -- linear layers -----------------------------------------------------------------------------
     def linear_groups(self) -> list[LinearGroup]:
@@ -321,7 +324,7 @@ _TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
                   "intermediate_size": 6144},
     "gemma": {"tie_word_embeddings": True, "head_dim": 256, "num_key_value_heads": 16},
     "gemma2": {"tie_word_embeddings": True, "max_position_embeddings": 8192, "head_dim": 256,
-               "num_key_value_heads": 4},
+               "num_key_value_heads": 4, "final_logit_softcapping": 30.0},  # Gemma2Config default
     # Gemma3TextConfig defaults: multimodal gemma-3-{4,12,27}b configs give only a few text keys.
     "gemma3_text": {"tie_word_embeddings": True, "max_position_embeddings": 131072, "head_dim": 256,
                     "vocab_size": 262208, "num_attention_heads": 8, "num_key_value_heads": 4,
@@ -441,6 +444,9 @@ def from_hf_config(cfg: Mapping[str, Any], name: str, source: str) -> ModelArch:
             kw.update(qkv_bias=False, o_bias=False)
         if mtype in ("gemma2", "gemma3_text"):
             kw.update(norms_per_layer=4)
+        cap = c.get("final_logit_softcapping")
+        if isinstance(cap, (int, float)) and not isinstance(cap, bool) and cap > 0 and math.isfinite(cap):
+            kw.update(logit_softcap=float(cap))
         if mtype in ("qwen3", "qwen3_moe", "gemma3_text"):
             kw.update(qk_norm=True)
         if mtype == "qwen3_moe":

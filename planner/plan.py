@@ -107,6 +107,7 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
                                other_use_hours=other_use_hours, today=today, warnings=warnings))
     doc["accuracy"] = measured_accuracy()
     doc["assumptions"] = doc.get("assumptions", []) + estimator_assumptions()
+    doc.setdefault("estimator", {"kind": "analytic", "stack": spec.stack})
     doc.pop("calibration", None)  # present only when one applies
     if cal is not None:
         doc["calibration"] = cal.to_dict() | {"path": cal.path}

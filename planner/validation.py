@@ -125,8 +125,14 @@ def source_of(row_id: str) -> str:
     return re.match(r"[A-Za-z]+", row_id).group().upper() if re.match(r"[A-Za-z]+", row_id) else row_id
 
 
+# Tables whose recipes predate a source's current stack: torchtune's README table of 2024-05..08 (TT3) ran
+# the v0.1-0.2 recipes (fp32 logits kept through backward, foreach AdamW, FSDP1).
+_STACK_BY_TABLE = {"TT3": "torchtune-2024"}
+
+
 def stack_of(row_id: str) -> str:
-    return _STACK_BY_SOURCE.get(source_of(row_id), "gpuplan")
+    table = row_id.split("-")[0].upper()
+    return _STACK_BY_TABLE.get(table) or _STACK_BY_SOURCE.get(source_of(row_id), "gpuplan")
 
 
 def _gpu(text: str) -> str:

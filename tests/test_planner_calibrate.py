@@ -98,6 +98,8 @@ def test_without_a_calibration_file_plan_has_no_calibration_key(tmp_path):
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert "calibration" not in doc
+    assert doc["estimator"] == {"kind": "analytic", "stack": "gpuplan"}
+    assert doc["fits"] in (True, "tight", False) and len(doc["memory"]["band_gib"]) == 2
 
 
 @pytest.mark.parametrize("change,needle", [
@@ -177,3 +179,11 @@ def test_any_calibration_file_loads_as_valid_ratios_or_is_a_spec_error(tmp_path,
     assert cal is not None
     for f in [cal.memory_factor, *cal.speed_factors.values()]:
         assert C.RATIO_RANGE[0] <= f <= C.RATIO_RANGE[1]
+
+
+def test_an_unwritable_config_folder_is_one_line_and_exit_2(tmp_path):
+    run = _run(tmp_path / "run")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the config folder should be")
+    r = _cli("calibrate", str(run), config=blocker)
+    assert r.returncode == 2 and "calibration" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -29,7 +29,8 @@ LR_SCHEDULERS = ("cosine", "linear", "constant")
 # The training stack that runs the job: the few memory/speed mechanisms that differ between stacks (loss
 # upcast, k-bit preparation's fp32 casts, adapter dtype, ZeRO/FSDP buffers) follow from it; the planner's
 # estimator documents each mechanism with its source. "gpuplan" is the bundled trainer (`python -m train`).
-STACKS = ("gpuplan", "hf-trainer", "hf-trainer-2024", "trl", "axolotl", "llama-factory", "torchtune", "litgpt")
+STACKS = ("gpuplan", "hf-trainer", "hf-trainer-2024", "trl", "axolotl", "llama-factory", "torchtune", "litgpt",
+          "torchtune-2024")
 
 
 class SpecError(ValueError):

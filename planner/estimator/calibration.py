@@ -131,6 +131,8 @@ def read_run(path: str | Path) -> RunRecord:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise SpecError("run", f"{p} is not valid JSON", "give the summary.json that python -m train wrote") from None
+    except OSError as exc:
+        raise SpecError("run", f"cannot read {p} ({exc.strerror or exc})", "check the path and its permissions") from None
     rec = validate_summary(data, str(p))
     date = dt.datetime.fromtimestamp(p.stat().st_mtime, dt.timezone.utc).strftime("%Y-%m-%d")
     return dataclasses.replace(rec, date=date)
@@ -233,7 +235,11 @@ def save(cal: UserCalibration, path: Path | None = None) -> Path:
     from pricing.cache import write_atomic
 
     p = path or calibration_path()
-    write_atomic(p, json.dumps(cal.to_dict(), indent=1) + "\n")
+    try:
+        write_atomic(p, json.dumps(cal.to_dict(), indent=1) + "\n")
+    except OSError as exc:
+        raise SpecError("calibration", f"cannot write {p} ({exc.strerror or exc})",
+                        "set GPUPLAN_CONFIG_DIR to a writable folder") from None
     cal.path = str(p)
     return p
 

@@ -12,7 +12,10 @@ Mechanisms
   (4 B) are live with it: 12 B (traced on meta tensors, issue 9). transformers 4.3x-4.4x (2024) upcast inside
   the model's forward and took a `.contiguous()` shifted copy (modeling_llama.py, `logits = logits.float()`,
   `shift_logits = logits[..., :-1, :].contiguous()`): the fp32 logits held by the output plus the shifted
-  copy's slice-backward add 4 B: 16 B. litgpt's `chunked_cross_entropy` (litgpt/utils.py) runs
+  copy's slice-backward add 4 B: 16 B. torchtune's 2024 recipes (v0.1-0.2) did the same in fp32:
+  the model returned `self.output(h).float()` and the recipe shifted it with
+  `logits[..., :-1, :].contiguous()` and kept `logits` alive while `loss.backward()` ran (`del logits`
+  before backward came with the chunked loss, v0.3, 2024-09): 16 B. litgpt's `chunked_cross_entropy` (litgpt/utils.py) runs
   cross-entropy on the bf16 logits in 128-position chunks with no upcast: bf16 logits (2) + bf16 log-softmax
   (2) + bf16 grad (2): 6 B.
 - kbit_prep_fp32: PEFT's `prepare_model_for_kbit_training` casts every non-quantized fp16/bf16 parameter
@@ -37,6 +40,18 @@ Mechanisms
   "adamw_torch_fused"; torchtune's full fine-tune configs `fused: True`) updates in place; the foreach
   implementation (transformers 4.4x "adamw_torch", litgpt) allocates param-size temporaries (sqrt of the
   second moment, the update) for the whole parameter list: 2 x the state dtype per parameter.
+- sdpa_gqa_native: transformers >= 4.48's sdpa_attention_forward passes grouped k/v to SDPA with
+  enable_gqa=True when no attention mask is built (`use_gqa_in_sdpa`: mask None, head_dim <= 256; a full
+  unpadded row of one sequence, the worst case the planner sizes), so autograd saves k and v at their
+  kv-head width; transformers 4.4x (`repeat_kv` before SDPA), torchtune (k/v expanded and flattened) and
+  litgpt (k/v expanded to all heads) save them repeated to every query head. Flash-attention 2 and eager do
+  not depend on the stack: FA2 reads grouped heads in place, eager always repeats (`repeat_kv`).
+- fsdp_root_embeddings: FSDP (1 and 2) does not reshard the root unit after forward (backward needs it at
+  once: torch.distributed.fsdp `_post_forward_reshard` frees only non-root handles; fully_shard's root keeps
+  reshard_after_forward=False), so every rank holds the whole root from forward to the end of backward. Our
+  trainer, accelerate/HF Trainer and litgpt wrap only the decoder layers, so the root holds the embedding
+  and the lm_head. torchtune's configs shard them as units of their own (`custom_sharded_layers:
+  ['tok_embeddings', 'output']`, Llama 3 recipes 2024), resharded after use like any layer.
 - fsdp_flat_fp32: FSDP1 under accelerate's `mixed_precision: bf16` keeps each wrapped module's parameters as
   one flat fp32 shard (torch.distributed.fsdp FlatParameter) and all-gathers a 16-bit copy (MixedPrecision
   param_dtype=bf16): a gathered layer costs 2 B per parameter and autocast has nothing left to cast. Our
@@ -61,18 +76,22 @@ class Mechanisms:
     fsdp_flat_fp32: bool
     fused_adamw: bool  # AdamW updates in one fused kernel (no temporaries) vs foreach (param-size temporaries)
     source: str
+    sdpa_gqa_native: bool = True  # SDPA reads grouped k/v heads in place (enable_gqa) instead of repeating them
+    softcap_fp32: bool = False  # a final logit soft-cap (Gemma 2) runs on the fp32 logits (our loss) not 16-bit
+    fsdp_root_embeddings: bool = True  # FSDP's root unit holds the embedding and lm_head (kept unsharded)
 
 
 _PEFT = "PEFT prepare_model_for_kbit_training + fp32 adapters (peft 0.12+, 2024-07)"
 
 STACK_MECHANISMS: dict[str, Mechanisms] = {
     "gpuplan": Mechanisms("gpuplan", 12.0, True, 4, True, False, False, True,
-                          "the bundled trainer (train/model.py, train/loss.py): " + _PEFT + ", fp32 loss upcast"),
+                          "the bundled trainer (train/model.py, train/loss.py): " + _PEFT + ", fp32 loss upcast",
+                          softcap_fp32=True),
     "hf-trainer": Mechanisms("hf-trainer", 12.0, True, 4, True, True, True, True,
                              "transformers 5 Trainer: ForCausalLMLoss upcasts logits to fp32; " + _PEFT),
     "hf-trainer-2024": Mechanisms("hf-trainer-2024", 16.0, True, 4, True, True, True, False,
                                   "transformers 4.40-4.45 (2024): fp32 logits in the model output + shifted "
-                                  "contiguous copy; " + _PEFT),
+                                  "contiguous copy; " + _PEFT, sdpa_gqa_native=False),
     "trl": Mechanisms("trl", 12.0, True, 4, True, True, True, True,
                       "TRL SFTTrainer on transformers 5 Trainer; " + _PEFT),
     "axolotl": Mechanisms("axolotl", 12.0, True, 4, True, True, True, True,
@@ -81,10 +100,17 @@ STACK_MECHANISMS: dict[str, Mechanisms] = {
                                 "LLaMA-Factory on HF Trainer; " + _PEFT),
     "torchtune": Mechanisms("torchtune", 12.0, False, 2, False, False, False, True,
                             "torchtune recipes: whole model bf16 (dtype: bf16), torchao NF4, no autocast; the "
-                            "chunked loss is the spec's chunked_loss (CEWithChunkedOutputLoss, v0.3+)"),
+                            "chunked loss is the spec's chunked_loss (CEWithChunkedOutputLoss, v0.3+)",
+                            sdpa_gqa_native=False, fsdp_root_embeddings=False),
+    "torchtune-2024": Mechanisms("torchtune-2024", 16.0, False, 2, False, False, False, False,
+                                 "torchtune v0.1-0.2 recipes (2024-04..08): TransformerDecoder returns "
+                                 "`output(h).float()`, the recipe keeps the shifted contiguous fp32 logits "
+                                 "alive through backward (no chunked loss); torch.optim.AdamW without fused; "
+                                 "FSDP1 wrapping decoder layers only (root holds embeddings and output)",
+                                 sdpa_gqa_native=False),
     "litgpt": Mechanisms("litgpt", 6.0, False, 2, False, False, False, False,
                          "litgpt: bf16-true, bitsandbytes plugin without k-bit prep, chunked_cross_entropy on "
-                         "bf16 logits"),
+                         "bf16 logits", sdpa_gqa_native=False),
 }
 
 

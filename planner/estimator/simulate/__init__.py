@@ -46,8 +46,6 @@ def _sm90(gpu_name: str | None) -> bool:
 
 
 def _simulate_depth(spec: JobSpec, values: dict[str, Any], layers: int | None, sm90: bool, world: int):
-    import gc
-
     from planner.estimator.simulate.build import build_model
     from planner.estimator.simulate.moments import analyse
     from planner.estimator.simulate.step import run_step
@@ -59,8 +57,6 @@ def _simulate_depth(spec: JobSpec, values: dict[str, Any], layers: int | None, s
     rec = run_step(sim_spec, loss_model, precision, sm90=sm90)
     mem = analyse(rec.tracker.trace.events, rec.categories, rec.excluded)
     info = (rec.layer_weight_bytes, rec.layer_trainable_bytes, rec.root_weight_bytes, rec.trainable_bytes)
-    del _lm, loss_model, rec
-    gc.collect()
     return mem, info, notes
 
 
@@ -88,19 +84,28 @@ def simulate_memory(spec: JobSpec, gpu_name: str | None = None, world: int | Non
     t0 = time.perf_counter()
     la, lb = EXTRAPOLATE_FROM
     notes: list[str] = []
-    if full_depth or total_layers <= lb:
-        mem, info, notes = _simulate_depth(spec, values, None, sm90, world)
-        layer_w, layer_t, root_w, trainable = info
-        simulated: list[int] = [total_layers]
-        extrapolated = False
-    else:
-        mem_a, info_a, notes = _simulate_depth(spec, values, la, sm90, world)
-        mem_b, info_b, _ = _simulate_depth(spec, values, lb, sm90, world)
-        mem = extrapolate(mem_a, la, mem_b, lb, total_layers)
-        layer_w, layer_t, root_w = info_b[0], info_b[1], info_b[2]
-        trainable = info_b[3] + (info_b[3] - info_a[3]) * (total_layers - lb) / (lb - la)
-        simulated = [la, lb]
-        extrapolated = True
+    try:
+        if full_depth or total_layers <= lb:
+            mem, info, notes = _simulate_depth(spec, values, None, sm90, world)
+            layer_w, layer_t, root_w, trainable = info
+            simulated: list[int] = [total_layers]
+            extrapolated = False
+        else:
+            mem_a, info_a, notes = _simulate_depth(spec, values, la, sm90, world)
+            mem_b, info_b, _ = _simulate_depth(spec, values, lb, sm90, world)
+            mem = extrapolate(mem_a, la, mem_b, lb, total_layers)
+            layer_w, layer_t, root_w = info_b[0], info_b[1], info_b[2]
+            trainable = info_b[3] + (info_b[3] - info_a[3]) * (total_layers - lb) / (lb - la)
+            simulated = [la, lb]
+            extrapolated = True
+    except SpecError:
+        raise
+    except Exception as exc:  # an architecture the meta step cannot run (e.g. data-dependent MoE routing)
+        first = (str(exc).splitlines() or [""])[0][:160]
+        raise SpecError("simulate", f"cannot simulate {spec.model} ({type(exc).__name__}: {first})",
+                        "plan it without --simulate (the analytic model)") from None
+    if spec.stack != "gpuplan":
+        notes.append(f"the job names stack {spec.stack!r}; the simulation runs the bundled trainer (gpuplan)")
     model_bytes = ModelBytes(layer_weights=layer_w, layer_trainable=layer_t, root_weights=root_w,
                              trainable=trainable)
     mem, sharding_note = per_rank(mem, model_bytes, spec.parallel, world)

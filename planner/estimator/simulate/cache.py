@@ -30,11 +30,13 @@ def cache_dir() -> Path:
 
 
 def _versions() -> dict[str, str]:
+    from importlib import metadata
+
     out = {}
     for name in ("torch", "transformers", "peft", "bitsandbytes"):
         try:
-            out[name] = __import__(name).__version__
-        except ImportError:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
             out[name] = "missing"
     return out
 

@@ -13,7 +13,9 @@ Each shim is a context manager active only during a simulation:
   inputs to the autocast dtype above autograd (so autograd saves the 16-bit copies, as under real
   autocast); casts of leaf tensors that require grad are cached for the autocast region and others are
   not (aten/src/ATen/autocast_mode.cpp `cached_cast`: only leaves with requires_grad are cached), so a
-  frozen fp32 lm_head is copied to 16 bits at each use. SDPA's inputs and eager attention's 4-D matmuls
+  frozen fp32 lm_head is copied to 16 bits at each use. (With fp32 weights under FSDP the cache keeps every
+  layer's 16-bit copy until the forward ends: fairscale added clear_autocast_cache for exactly this OOM,
+  facebookresearch/fairscale#650, 2021.) SDPA's inputs and eager attention's 4-D matmuls
   are cast too (both on autocast's lower-precision list).
   torch.is_autocast_enabled() answers True inside (PEFT's LoRA layers check it to skip their own casts).
 - `fused_adamw_on_meta`: PyTorch refuses fused AdamW for devices outside its list; meta is added
@@ -80,8 +82,9 @@ def flash_sdpa(tracker: Any) -> Iterator[None]:
 
 
 class _AutocastState:
-    dtype: torch.dtype | None = None
-    cache: dict[int, torch.Tensor] = {}
+    def __init__(self) -> None:
+        self.dtype: torch.dtype | None = None
+        self.cache: dict[int, torch.Tensor] = {}
 
 
 AUTOCAST = _AutocastState()

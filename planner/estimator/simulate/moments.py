@@ -13,7 +13,7 @@ from planner.estimator.simulate.allocator import replay
 
 BREAKDOWN_KEYS = ("weights", "adapter", "gradients", "optimizer", "activations", "logits", "overhead")
 _PHASE_CATEGORY = {"forward": "activations", "layer_recompute": "activations", "layers_backward": "activations",
-                   "loss_forward": "logits", "loss_backward": "logits"}
+                   "embedding_backward": "activations", "loss_forward": "logits", "loss_backward": "logits"}
 _WORKSPACE_OPS = ("cublas_workspace", "flash_attention_backward_scratch")
 
 

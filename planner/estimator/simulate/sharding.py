@@ -23,8 +23,9 @@ import dataclasses
 
 from planner.estimator.simulate.moments import BREAKDOWN_KEYS, Moment, StepMemory
 
-_COMPUTE_PHASES = {"forward", "loss_forward", "loss_backward", "layer_recompute", "layers_backward"}
-_BACKWARD_PHASES = {"loss_backward", "layer_recompute", "layers_backward"}
+_COMPUTE_PHASES = {"forward", "loss_forward", "loss_backward", "layer_recompute", "layers_backward",
+                   "embedding_backward"}
+_BACKWARD_PHASES = {"loss_backward", "layer_recompute", "layers_backward", "embedding_backward"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -84,6 +84,10 @@ def run_step(spec: JobSpec, loss_model: Any, precision: Any, *, sm90: bool = Fal
 
     def layer_pre(_m, _a):
         if tracker.backward:
+            # a checkpointed layer's recomputation (it runs under a fresh autocast of its own: the casts
+            # cached by the previous layer's recomputation are dropped). Non-reentrant checkpointing stops
+            # the recomputation early, so the layer's own backward ops are counted in this phase too.
+            kernels.AUTOCAST.cache = {}
             tracker.set_phase("layer_recompute")
 
     def layer_post(_m, _a, _o):
@@ -99,6 +103,13 @@ def run_step(spec: JobSpec, loss_model: Any, precision: Any, *, sm90: bool = Fal
         if isinstance(hidden, torch.Tensor) and hidden.requires_grad:
             hidden.register_hook(lambda g: tracker.set_phase("layers_backward"))
 
+    def embedding_post(_m, _a, out):
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            out.register_hook(lambda g: tracker.set_phase("embedding_backward"))
+
+    embed = loss_model.decoder.get_input_embeddings() if hasattr(loss_model.decoder, "get_input_embeddings") else None
+    if embed is not None:
+        handles.append(embed.register_forward_hook(embedding_post))
     for m in layers:
         handles.append(m.register_forward_pre_hook(layer_pre))
         handles.append(m.register_forward_hook(layer_post))
