@@ -54,12 +54,19 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
              spot: bool | None = None, max_hourly: float | None = None, deadline_hours: float | None = None,
              budget: float | None = None, local_profiles: Iterable[str] | None = None, include_local: bool = True,
              runs_per_month: float | None = None, other_use_hours: float = 0.0, compare: bool = True,
-             arch: ModelArch | None = None, today: _dt.date | None = None) -> dict[str, Any]:
+             arch: ModelArch | None = None, today: _dt.date | None = None, allow_outlier_prices: bool = False,
+             allow_stale_prices: bool = False, as_written: bool = False, horizon_months: int | None = None,
+             startup: dict[str, Any] | None = None) -> dict[str, Any]:
     """Size `spec` (on spec.gpu, or on every GPU type x 1/2/4/8 when spec.gpu is None), price it, recommend.
 
     `local_profiles`: preset names or YAML paths; None = the bundled presets. `runs_per_month`: derive each
     local profile's utilisation from a workload -- this job N times a month on that profile's GPUs, plus
-    `other_use_hours` of other work a month -- instead of the profile's own figure.
+    `other_use_hours` of other work a month -- instead of the profile's own figure -- and the plan gains
+    `periods` (cloud, local and hybrid over `horizon_months`, default 36).
+
+    Options compare the same training (the job's global batch) in the fastest configuration that fits each GPU
+    type and count (planner.decide.tune); `as_written` keeps the user's configuration. `startup`: overrides of
+    pricing.startup.StartupAssumptions. Outlier and stale prices are listed but not ranked unless allowed.
     """
     arch = arch or resolve_model(spec.model)
     if spec.gpu:
@@ -77,20 +84,27 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
     else:
         doc["gpus"] = [to_dict(evaluate(arch, spec, name, n)) for name in GPUS for n in GPU_COUNTS]
 
-    # Candidates for the comparison: the job as given (gpu type from the offer, count from the instance).
-    cache: dict[tuple[str, int], GpuPlan] = {}
+    # Candidates for the comparison: the same global batch on every GPU type and count, tuned per (type, count)
+    # once (offers of the same GPU type and count share it).
+    from planner.decide.tune import Tuner
 
-    def candidate(gpu_name: str, n: int) -> GpuPlan:
-        key = (gpu_name, n)
-        if key not in cache:
-            cache[key] = evaluate(arch, spec, gpu_name, n, with_suggestions=False, with_limits=False)
-        return cache[key]
+    acc = measured_accuracy()
+    margin = float(acc.get("memory_mape_pct") or 0.0) / 100
+    tuner = Tuner(spec, lambda s, g, n: evaluate(arch, s, g, n, with_suggestions=False, with_limits=False),
+                  as_written=as_written, margin_fraction=margin)
+    doc["global_batch"] = tuner.batch.to_dict()
 
     if compare:
-        doc.update(_comparison(spec, candidate, provider=provider, region=region, spot=spot, max_hourly=max_hourly,
+        doc.update(_comparison(spec, arch, tuner, provider=provider, region=region, spot=spot, max_hourly=max_hourly,
                                deadline_hours=deadline_hours, budget=budget, local_profiles=local_profiles,
                                include_local=include_local, runs_per_month=runs_per_month,
-                               other_use_hours=other_use_hours, today=today, warnings=warnings))
+                               other_use_hours=other_use_hours, today=today, warnings=warnings,
+                               allow_outlier=allow_outlier_prices, allow_stale=allow_stale_prices,
+                               horizon_months=horizon_months, startup_overrides=startup or {},
+                               speed_error=float(acc.get("throughput_median_ape_pct") or 11.7) / 100))
+        doc["tuning"] = {"as_written": as_written, "fields": ["batch_size", "grad_accum", "gradient_checkpointing",
+                                                              "chunked_loss", "parallel"],
+                         "memory_margin_fraction": margin}
     doc["accuracy"] = measured_accuracy()
     doc["assumptions"] = doc.get("assumptions", []) + estimator_assumptions()
     if compare:
@@ -101,11 +115,34 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
     return doc
 
 
-def _comparison(spec: JobSpec, candidate: Any, *, provider: Any, region: str | None, spot: bool | None,
-                max_hourly: float | None, deadline_hours: float | None, budget: float | None,
+def job_bytes(spec: JobSpec, arch: ModelArch) -> Any:
+    """What one run downloads and uploads. Hub checkpoints are 16-bit (2 bytes per parameter) whatever the
+    method (QLoRA quantizes at load); an adapter (LoRA/QLoRA) is saved in 16 bits too, a full fine-tune or a
+    merged adapter uploads the whole model."""
+    from planner.compare import JobBytes
+
+    total = arch.total_params()
+    out = total * 2 if spec.method == "full" or spec.merge_adapter else trainable_params(arch, spec) * 2
+    return JobBytes(weights_bytes=total * 2.0, output_bytes=float(out), dataset_tokens=spec.total_tokens())
+
+
+def _comparison(spec: JobSpec, arch: ModelArch, tuner: Any, *, provider: Any, region: str | None,
+                spot: bool | None, max_hourly: float | None, deadline_hours: float | None, budget: float | None,
                 local_profiles: Iterable[str] | None, include_local: bool, runs_per_month: float | None,
-                other_use_hours: float, today: _dt.date | None, warnings: list[str]) -> dict[str, Any]:
+                other_use_hours: float, today: _dt.date | None, warnings: list[str], allow_outlier: bool = False,
+                allow_stale: bool = False, horizon_months: int | None = None,
+                startup_overrides: dict[str, Any] | None = None, speed_error: float = 0.117) -> dict[str, Any]:
     from planner.compare import Filters, compare_options
+    from planner.decide.periods import DEFAULT_HORIZON_MONTHS, periods
+    from pricing.errors import PricingInputError
+    from pricing.startup import StartupAssumptions
+
+    candidate = tuner.plan
+    sa = StartupAssumptions().with_overrides(startup_overrides or {})
+    horizon = DEFAULT_HORIZON_MONTHS if horizon_months is None else horizon_months
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= 240:
+        raise PricingInputError("horizon_months", f"{horizon!r} must be a whole number of months from 1 to 240",
+                                "e.g. --horizon-months 36")
     from pricing.catalog import load_offers
     from pricing.errors import PricingInputError
     from pricing.local import load_profile, presets, utilisation_from_workload
@@ -136,9 +173,21 @@ def _comparison(spec: JobSpec, candidate: Any, *, provider: Any, region: str | N
         profiles = workload
 
     filters = Filters(provider=provider, region=region, spot=spot, max_hourly=max_hourly,
-                      deadline_hours=deadline_hours, budget=budget, include_local=include_local)
-    result = compare_options(candidate, offers, local_profiles=profiles, filters=filters).to_dict()
+                      deadline_hours=deadline_hours, budget=budget, include_local=include_local,
+                      allow_outlier=allow_outlier, allow_stale=allow_stale)
+    result = compare_options(None, offers, local_profiles=profiles, filters=filters, tune=tuner,
+                             startup_assumptions_=sa, job=job_bytes(spec, arch), speed_error=speed_error).to_dict()
     _break_even_vs_recommendation(result, profiles)
+    if runs_per_month is not None:
+        rec = result.get("recommendation")
+        cloud = rec if rec and rec.get("target") == "cloud" else None
+        if cloud is None:
+            ranked = [o for o in result["options"] if o["target"] == "cloud" and o.get("rank_cost")]
+            cloud = min(ranked, key=lambda o: o["rank_cost"]) if ranked else None
+        local_opts = {o["instance_type"]: o for o in result["options"] if o["target"] == "local" and o["fits"]}
+        fitting = [(p, local_opts[p.name]["time_to_result_hours"]) for p in profiles
+                   if p.name in local_opts and local_opts[p.name].get("time_to_result_hours")]
+        result["periods"] = periods(runs_per_month, horizon, cloud, fitting, other_use_hours)
     return result
 
 

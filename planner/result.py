@@ -108,6 +108,16 @@ class Option:
     source: str = ""
     as_of: str = ""
     notes: list[str] = field(default_factory=list)
+    # the decision (planner.compare, planner.decide): start-up, price confidence, the tuned configuration
+    startup_hours: float | None = None  # provisioning, setup, downloads, upload (+ spot restarts)
+    time_to_result_hours: float | None = None  # hours (training, incl. spot overhead) + startup_hours
+    cost_with_startup_usd: float | None = None  # usd_per_hour x billed(time_to_result_hours)
+    price_flag: str = "normal"  # "normal" | "outlier" | "stale" (pricing.confidence)
+    price_note: str = ""  # why the price is flagged
+    config: dict[str, Any] = field(default_factory=dict)  # tuned job-spec fields this option runs with
+    changed: list[str] = field(default_factory=list)  # what the tuning changed from the job as written
+    global_batch_tokens: int | None = None  # tokens per optimizer step (the same on every option)
+    startup: dict[str, float] = field(default_factory=dict)  # startup_hours by part
 
 
 _PLAIN = (str, int, float, bool, type(None))
