@@ -177,7 +177,8 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
                    usd_per_million_tokens=hourly * over / (tps * 3600 / 1e6) if tps > 0 else None,
                    overhead_factor=over, source=source, as_of=as_of, notes=list(notes), price_flag=flag[0],
                    price_note=flag[1], config=config, changed=changed,
-                   global_batch_tokens=plan.throughput.tokens_per_step if plan.throughput else None)
+                   global_batch_tokens=plan.throughput.tokens_per_step if plan.throughput else None,
+                   peak_reserved_gib=plan.memory.peak_reserved_gib)
         if not keeps:
             o.notes.append(f"cannot keep the job's global batch on {plan.gpus} GPUs (it needs a whole number of "
                            "sequences per GPU per step); not compared")
@@ -427,7 +428,7 @@ def _ranges(o: Option, spot: SpotAssumptions, speed_error: float) -> dict[str, A
     t = [train_lo + o.startup_hours * STARTUP_LOW, o.time_to_result_hours, train_hi + st_hi]
     rate = o.cost_with_startup_usd / o.time_to_result_hours if o.time_to_result_hours else o.usd_per_hour
     cost = [rate * t[0], o.cost_with_startup_usd, rate * t[2]]
-    return {"cost_range_usd": [round(c, 4) for c in cost], "time_to_result_range_hours": [round(x, 4) for x in t]}
+    return {"cost_range_usd": cost, "time_to_result_range_hours": t}
 
 
 def _risks(o: Option, options: list[Option], f: Filters, spot: SpotAssumptions, speed_error: float) -> list[str]:

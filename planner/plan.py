@@ -43,10 +43,13 @@ def estimator_assumptions() -> list[dict[str, Any]]:
     for cal, module in ((memory.CAL, memory), (throughput.TCAL, throughput)):
         for f in dataclasses.fields(cal):
             rows.append({"name": f"estimator: {f.name}", "value": getattr(cal, f.name), "unit": "",
-                         "source": f"{module.__name__}.{type(cal).__name__} (calibrated on published measurements; "
-                                   "see benchmarks/estimator_accuracy.py)"})
+                         "category": "estimator",
+                         "source": "calibrated on published fine-tuning measurements of memory and speed "
+                                   f"({'memory' if module is memory else 'speed'} model, accuracy run of "
+                                   f"{measured_accuracy().get('as_of') or 'the current release'})"})
     rows.append({"name": "estimator: NF4 bits per weight (double quantization)", "value": round(memory.NF4_DQ_BITS, 4),
-                 "unit": "bits", "source": "Dettmers et al. 2023 (QLoRA): 4 + 8/64 + 32/(64*256)"})
+                 "unit": "bits", "category": "estimator",
+                 "source": "Dettmers et al. 2023 (QLoRA paper): 4 + 8/64 + 32/(64*256)"})
     return rows
 
 
@@ -106,7 +109,8 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
                                                               "chunked_loss", "parallel"],
                          "memory_margin_fraction": margin}
     doc["accuracy"] = measured_accuracy()
-    doc["assumptions"] = doc.get("assumptions", []) + estimator_assumptions()
+    doc["assumptions"] = [dict(r, category=r.get("category") or "finance")
+                          for r in doc.get("assumptions", [])] + estimator_assumptions()
     if compare:
         from planner.sensitivity import sensitivity_rows
 

@@ -125,21 +125,20 @@ def _print_options(console: Console, doc: dict[str, Any], top: int) -> None:
     t.add_column("provider", no_wrap=True)
     t.add_column("instance / region", no_wrap=True)
     t.add_column("GPUs / kind", no_wrap=True)
-    t.add_column("$/GPU-h", justify="right", no_wrap=True)
     t.add_column("training", justify="right", no_wrap=True)
     t.add_column("to result", justify="right", no_wrap=True)
-    t.add_column("$ all-in", justify="right", no_wrap=True)
+    t.add_column("$ all-in\n$ per h", justify="right", no_wrap=True)
     for o in options[:top]:
         mark = ("*" if o.get("pareto") else "") + ("!" if o.get("price_flag", "normal") != "normal" else "")
         where = o["instance_type"] + ("\n" + o["region"] if o.get("region") else "")
         all_in = o.get("cost_with_startup_usd")
         t.add_row(f"{o['rank_cost']}{mark}", o["provider"], where, f"{o['gpus']}x {o['gpu']}\n{_kind(o)}",
-                  _money(o.get("usd_per_gpu_hour")), _hours(o.get("hours")),
-                  _hours(o.get("time_to_result_hours")), _money(all_in if all_in is not None else o.get("cost_usd")))
+                  _hours(o.get("hours")), _hours(o.get("time_to_result_hours")),
+                  f"{_money(all_in if all_in is not None else o.get('cost_usd'))}\n{_money(o.get('usd_per_hour'))}")
     console.print(t)
     console.print("[dim]training: hours of training (spot: incl. the expected preemption overhead). to result: "
                   "training plus start-up (provisioning, setup, weights and data download, upload; spot restarts). "
-                  "$ all-in: the billed time to result. * on the cost/time Pareto front; ! flagged price "
+                  "$ all-in: the billed time to result at the price per hour below it. * on the cost/time Pareto front; ! flagged price "
                   "(allowed by flag).[/dim]")
     flagged = [o for o in doc.get("options", []) if o.get("fits") and not o.get("rank_cost")
                and o.get("price_flag", "normal") != "normal"]

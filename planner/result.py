@@ -118,6 +118,7 @@ class Option:
     changed: list[str] = field(default_factory=list)  # what the tuning changed from the job as written
     global_batch_tokens: int | None = None  # tokens per optimizer step (the same on every option)
     startup: dict[str, float] = field(default_factory=dict)  # startup_hours by part
+    peak_reserved_gib: float | None = None  # per GPU, in the tuned configuration
 
 
 _PLAIN = (str, int, float, bool, type(None))

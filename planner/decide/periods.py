@@ -22,10 +22,10 @@ DEFAULT_HORIZON_MONTHS = 36
 
 def _scenario(capex: float, per_run: float, per_month: float, running: float, horizon: int, runs: float,
               local_share: float | None = None, **extra: Any) -> dict[str, Any]:
-    cumulative = [round(capex + m * per_month, 2) for m in range(horizon + 1)]
+    cumulative = [round(capex + m * per_month, 4) for m in range(horizon + 1)]
     out = {"per_run_usd": round(cumulative[-1] / (runs * horizon), 4) if runs and horizon else round(per_run, 4),
-           "per_month_usd": round(per_month, 2), "per_year_usd": round(12 * per_month, 2),
-           "horizon_usd": cumulative[-1], "capex_usd": round(capex, 2), "running_per_month_usd": round(running, 2),
+           "per_month_usd": round(per_month, 4), "per_year_usd": round(12 * per_month, 4),
+           "horizon_usd": cumulative[-1], "capex_usd": round(capex, 4), "running_per_month_usd": round(running, 4),
            "payback_month": None, "cumulative_usd": cumulative}
     if local_share is not None:
         out["local_share"] = round(local_share, 4)
