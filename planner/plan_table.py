@@ -138,8 +138,8 @@ def _print_options(console: Console, doc: dict[str, Any], top: int) -> None:
     console.print(t)
     console.print("[dim]training: hours of training (spot: incl. the expected preemption overhead). to result: "
                   "training plus start-up (provisioning, setup, weights and data download, upload; spot restarts). "
-                  "$ all-in: the billed time to result at the price per hour below it. * on the cost/time Pareto front; ! flagged price "
-                  "(allowed by flag).[/dim]")
+                  "$ all-in: the billed time to result at the price per hour below it. * on the cost/time Pareto "
+                  "front; ! flagged price (allowed by flag).[/dim]")
     flagged = [o for o in doc.get("options", []) if o.get("fits") and not o.get("rank_cost")
                and o.get("price_flag", "normal") != "normal"]
     if flagged:
