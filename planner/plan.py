@@ -14,8 +14,8 @@ from typing import Any, Iterable
 
 from planner import memory, throughput
 from planner.counts import trainable_params
-from planner.estimate import GPU_COUNTS, evaluate
-from planner.gpus import GPUS, canonical_gpu, lookup_gpu
+from planner.estimate import GPU_COUNTS, evaluate, layout
+from planner.gpus import GPUS, canonical_gpu, get_gpu, lookup_gpu
 from planner.models import ModelArch, resolve_model
 from planner.result import GpuPlan, to_dict
 from train.spec import JobSpec
@@ -94,7 +94,9 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
     acc = measured_accuracy()
     margin = float(acc.get("memory_mape_pct") or 0.0) / 100
     tuner = Tuner(spec, lambda s, g, n: evaluate(arch, s, g, n, with_suggestions=False, with_limits=False),
-                  as_written=as_written, margin_fraction=margin)
+                  as_written=as_written, margin_fraction=margin,
+                  fits_at_all=lambda s, g, n: bool(memory.fits(memory.estimate_memory(arch, s, get_gpu(g),
+                                                                                       layout(s, n)[0]))))
     doc["global_batch"] = tuner.batch.to_dict()
 
     if compare:

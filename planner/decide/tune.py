@@ -8,7 +8,7 @@ a remainder, cannot keep it: such options are marked, never silently changed).
 
 Per (GPU type, count) the tuner then picks the fastest configuration that fits with a safety margin:
 micro batch (a divisor of the per-GPU share, the rest is accumulation), gradient checkpointing on/off, the
-chunked loss (stacks that have it), and DDP vs FSDP on more than one GPU when the job uses one of them. Memory
+chunked loss switched on (stacks that have it; it costs no speed), and DDP vs FSDP on more than one GPU when the job uses one of them. Memory
 grows with the micro batch, so for each of the other choices the micro batches are tried from the largest down
 and the first that fits is kept. Results are memoized per (GPU type, count): offers share them.
 
@@ -95,9 +95,12 @@ class Tuner:
     """`tuner(gpu, n) -> Tuned`, memoized. `evaluate(spec, gpu, n) -> GpuPlan` is the planner's estimator."""
 
     def __init__(self, spec: JobSpec, evaluate: Callable[[JobSpec, str, int], GpuPlan], *,
-                 as_written: bool = False, margin_fraction: float = 0.0) -> None:
+                 as_written: bool = False, margin_fraction: float = 0.0,
+                 fits_at_all: Callable[[JobSpec, str, int], bool] | None = None) -> None:
+        """`fits_at_all`: a cheaper memory-only check, so configurations that cannot fit skip the speed model."""
         self.spec = spec
         self.evaluate = evaluate
+        self.fits_at_all = fits_at_all
         self.as_written = as_written
         self.margin_fraction = margin_fraction
         self.batch = global_batch(spec)
@@ -138,9 +141,11 @@ class Tuner:
         parallels = [spec.parallel]
         if n > 1 and spec.parallel in ("ddp", "fsdp"):
             parallels = [spec.parallel, "fsdp" if spec.parallel == "ddp" else "ddp"]
+        # The chunked loss only saves memory (the speed model charges nothing for it), so it is switched on
+        # where the stack has it and never switched off.
         chunked = [spec.chunked_loss]
-        if spec.stack in CHUNKED_LOSS_STACKS:
-            chunked = [spec.chunked_loss, not spec.chunked_loss]
+        if spec.stack in CHUNKED_LOSS_STACKS and not spec.chunked_loss:
+            chunked.append(True)
         ckpts = [spec.gradient_checkpointing, not spec.gradient_checkpointing]
         best: tuple[tuple[float, int], JobSpec, GpuPlan] | None = None
         tight: tuple[tuple[float, int], JobSpec, GpuPlan] | None = None
@@ -150,6 +155,8 @@ class Tuner:
                     for b in divisors_desc(per_gpu):
                         s = dataclasses.replace(spec, batch_size=b, grad_accum=per_gpu // b,
                                                 gradient_checkpointing=ck, chunked_loss=cl, parallel=par)
+                        if self.fits_at_all is not None and not self.fits_at_all(s, gpu, n):
+                            continue
                         plan = self._eval(s, gpu, n)
                         if not plan.fits:
                             continue
