@@ -360,6 +360,19 @@ def _startup_phrase(o: Option) -> str:
             f"billed at {money(o.usd_per_hour)}/h)")
 
 
+def _startup_changed(ranked: list[Option], best: Option) -> str:
+    """A sentence when counting training time alone would have picked another option."""
+    priced = [o for o in ranked if o.cost_usd is not None and o.cost_with_startup_usd is not None]
+    if not priced or best.cost_with_startup_usd is None:
+        return ""
+    naive = min(priced, key=lambda o: (o.cost_usd, o.hours or 0.0))
+    if naive is best or naive.cost_with_startup_usd <= best.cost_with_startup_usd:
+        return ""
+    return (f" Counting training alone, {_describe(naive)} would look cheapest at {money(naive.cost_usd)}, but "
+            f"{duration(naive.startup_hours or 0.0)} of start-up (provisioning, setup, downloads) billed at "
+            f"{money(naive.usd_per_hour)}/h makes it {money(naive.cost_with_startup_usd)}.")
+
+
 def _passed_over(options: list[Option], best: Option, f: Filters) -> str:
     cheaper = [o for o in options if o.fits and not _flag_allowed(o, f) and _cost(o) is not None
                and _cost(best) is not None and _cost(o) < _cost(best)]
@@ -397,7 +410,7 @@ def _recommend(options: list[Option], f: Filters) -> tuple[Option | None, str]:
         cond.append(f"within the {money(f.budget)} budget")
     cond_s = (" " + " and ".join(cond)) if cond else ""
     spot_note = f", incl. the expected cost of spot interruptions" if best.spot else ""
-    passed = _passed_over(options, best, f)
+    passed = _startup_changed(ranked, best) + _passed_over(options, best, f)
     if timed:
         if best is cheapest:
             what = (f"{_describe(best)} is the cheapest fitting option with a reliable price{cond_s}: "
