@@ -171,6 +171,7 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
     flags = price_flags(offers.offers, offers.sources)
     options: list[Option] = []
     startup_memo: dict[tuple[str, bool, float], Any] = {}
+    cannot_keep: set[int] = set()
 
     def make(target: str, provider: str, itype: str, region: str | None, zone: str | None, gpu: str, n: int,
              nodes: int, is_spot: bool, hourly: float, source: str, as_of: str, notes: list[str],
@@ -189,6 +190,7 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
                    global_batch_tokens=plan.throughput.tokens_per_step if plan.throughput else None,
                    peak_reserved_gib=plan.memory.peak_reserved_gib)
         if not keeps:
+            cannot_keep.add(plan.gpus)
             o.notes.append(f"cannot keep the job's global batch on {plan.gpus} GPUs (it needs a whole number of "
                            "sequences per GPU per step); not compared")
         if train is not None:
@@ -282,9 +284,14 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
     if not any(o.fits for o in options):
         warnings.append("no option fits this job on any GPU considered; see the plan's suggestions")
     warnings += [f"local profile {e['name']} {e['note']}" for e in local_summaries if e.get("note")]
+    if cannot_keep:
+        warnings.append(f"options on {', '.join(str(n) for n in sorted(cannot_keep))} GPUs cannot keep the job's "
+                        "global batch (a whole number of sequences per GPU per step) and are not compared; raise "
+                        "grad_accum or batch_size to compare them")
     warnings = _order_warnings(warnings, rec)
     used = sorted({o.provider for o in options})
-    assumptions = [dict(r, category="finance") for r in spot.assumptions()] + [
+    # the spot model's restart time is replaced by the per-provider start-up (provisioning, setup, weights)
+    assumptions = [dict(r, category="finance") for r in spot.assumptions() if not r["name"].startswith("restart")] + [
         {"name": "spot overhead factor (lost work and checkpoint writes)", "value": round(spot_factor, 4),
          "unit": "x", "category": "finance",
          "source": "first-order preemption model from the spot assumptions above; restarts are counted in start-up"},

@@ -366,3 +366,19 @@ def test_a_long_instance_name_is_not_cut_at_100_columns(doc):
     text = console.export_text()
     assert "Standard_ND96amsr_A100_v4" in text and "southeastasia-2" in text and "8x A100-80GB" in text
     assert "…" not in text
+
+
+def test_more_gpus_than_the_global_batch_allows_are_marked_not_compared(spec, tuner):
+    import dataclasses as dc
+
+    from planner.decide.tune import Tuner
+
+    small = dc.replace(spec, batch_size=1, grad_accum=2)  # 2 sequences per optimizer step
+    t = Tuner(small, tuner.evaluate, margin_fraction=0.09)
+    offers = OfferSet([offer("aws", "h100x8", "H100", 8, 16.0), offer("aws", "h100x2", "H100", 2, 5.0)],
+                      {"aws": FRESH})
+    cmp_ = compare_options(None, offers, tune=t)
+    wide = next(o for o in cmp_.options if o.gpus == 8)
+    assert not wide.fits and wide.rank_cost is None and "global batch" in wide.notes[-1]
+    assert cmp_.recommendation.gpus == 2
+    assert any("8 GPUs cannot keep the job's global batch" in w for w in cmp_.warnings)
