@@ -178,6 +178,9 @@ def _prepare_cloud(spec: JobSpec, plan: Mapping[str, Any], option: dict[str, Any
     notes = []
     if header:
         notes.append(header[2:].strip())
+    if option.get("keeps_global_batch") is False:
+        notes.append(f"{option.get('gpus')} GPUs cannot keep the job's global batch: it grows to "
+                     f"{option.get('global_batch_tokens') or 0:,} tokens per step (a different recipe)")
     if out is None:
         notes.append(f"outputs stay on the cluster's disk ({provider} has no object store); copy them with "
                      f"`rsync -Pavz {name}:~/sky_workdir/{spec.output_dir} .` before autodown, or pass --bucket")

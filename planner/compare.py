@@ -179,7 +179,7 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
         plan, config, changed, keeps, _margin = size(gpu, n)
         tps = plan.throughput.tokens_per_s if plan.throughput else 0.0
         over = spot_factor if is_spot else 1.0
-        fits = plan.fits if keeps else False
+        fits = plan.fits
         train = plan.time.hours * over if plan.time is not None and plan.time.hours is not None else None
         o = Option(target=target, provider=provider, instance_type=itype, region=region, gpu=plan.gpu, gpus=plan.gpus,
                    spot=is_spot, usd_per_hour=hourly, hours=train, cost_usd=hourly * train if train is not None else None,
@@ -188,11 +188,12 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
                    overhead_factor=over, source=source, as_of=as_of, notes=list(notes), price_flag=flag[0],
                    price_note=flag[1], config=config, changed=changed,
                    global_batch_tokens=plan.throughput.tokens_per_step if plan.throughput else None,
-                   peak_reserved_gib=plan.memory.peak_reserved_gib)
+                   peak_reserved_gib=plan.memory.peak_reserved_gib, keeps_global_batch=keeps)
         if not keeps:
             cannot_keep.add(plan.gpus)
-            o.notes.append(f"cannot keep the job's global batch on {plan.gpus} GPUs (it needs a whole number of "
-                           "sequences per GPU per step); not compared")
+            grown = plan.throughput.tokens_per_step if plan.throughput else 0
+            o.notes.append(f"cannot keep the job's global batch on {plan.gpus} GPUs (a whole number of sequences "
+                           f"per GPU per step): it grows to {grown:,} tokens per step here")
         if train is not None:
             pre = spot.preemptions_per_hour * train if is_spot else 0.0
             key = (provider, is_spot, round(pre, 6))
@@ -246,7 +247,7 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
         plan, *_rest = size(p.gpu, p.gpu_count)
         if not local_allowed:
             continue
-        if not plan.fits or not _rest[2]:
+        if not plan.fits:
             continue  # listed in local_profiles as not fitting; never an option
         hourly = job_cost(p, 1.0).marginal_cost_usd
         if filters.max_hourly is not None and hourly > filters.max_hourly:
@@ -257,6 +258,10 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
                             "local profile", "", [f"cost basis: {basis}"], ("normal", "")))
 
     _rank(options, filters)
+    fallback = False
+    if not any(o.rank_cost for o in options) and any(o.fits and not o.keeps_global_batch for o in options):
+        _rank(options, filters, batch_may_grow=True)  # nothing keeps the global batch: rank what grows it
+        fallback = any(o.rank_cost for o in options)
     ranked = sorted((o for o in options if o.rank_cost is not None), key=lambda o: o.rank_cost)
     rest = sorted((o for o in options if o.rank_cost is None),
                   key=lambda o: (not o.fits, _cost(o) if _cost(o) is not None else float("inf"),
@@ -269,10 +274,11 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
                 and o.price_flag == "normal"]
         ref = min(same) if same else None
         plan, _cfg, _ch, keeps, _m = size(p.gpu, p.gpu_count)
-        ok = bool(plan.fits) and keeps
+        ok = bool(plan.fits)
         hours = plan.time.hours if plan.time is not None and ok else None
         entry = summary(p, cloud_usd_per_gpu_hour=ref, job_hours=hours)
-        entry["fits"] = plan.fits if keeps else False
+        entry["fits"] = plan.fits
+        entry["keeps_global_batch"] = keeps
         entry["peak_reserved_gib"] = plan.memory.peak_reserved_gib
         entry["capacity_gib"] = plan.memory.capacity_gib
         if not ok:
@@ -284,9 +290,13 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
     if not any(o.fits for o in options):
         warnings.append("no option fits this job on any GPU considered; see the plan's suggestions")
     warnings += [f"local profile {e['name']} {e['note']}" for e in local_summaries if e.get("note")]
-    if cannot_keep:
+    if fallback:
+        warnings.insert(0, "no fitting option keeps the job's global batch: the ranked options need more GPUs than "
+                           "it has sequences per step, so the batch grows on them (see each option's "
+                           "global_batch_tokens); raise grad_accum to compare the same training")
+    elif cannot_keep:
         warnings.append(f"options on {', '.join(str(n) for n in sorted(cannot_keep))} GPUs cannot keep the job's "
-                        "global batch (a whole number of sequences per GPU per step) and are not compared; raise "
+                        "global batch (a whole number of sequences per GPU per step) and are not ranked; raise "
                         "grad_accum or batch_size to compare them")
     warnings = _order_warnings(warnings, rec)
     used = sorted({o.provider for o in options})
@@ -319,20 +329,27 @@ def _flag_allowed(o: Option, f: Filters) -> bool:
         (o.price_flag == "stale" and f.allow_stale)
 
 
-def _rank(options: list[Option], f: Filters) -> None:
+def _note(o: Option, text: str) -> None:
+    if text not in o.notes:
+        o.notes.append(text)
+
+
+def _rank(options: list[Option], f: Filters, batch_may_grow: bool = False) -> None:
     eligible = []
     for o in options:
         if not o.fits:
             continue
+        if not o.keeps_global_batch and not batch_may_grow:
+            continue
         if not _flag_allowed(o, f):
             flag_opt = "--allow-outlier-prices" if o.price_flag == "outlier" else "--allow-stale-prices"
-            o.notes.append(f"{o.price_flag} price ({o.price_note}); not ranked without {flag_opt}")
+            _note(o, f"{o.price_flag} price ({o.price_note}); not ranked without {flag_opt}")
             continue
         if f.deadline_hours is not None and _time(o) is not None and _time(o) > f.deadline_hours:
-            o.notes.append(f"misses the {f.deadline_hours:g} h deadline")
+            _note(o, f"misses the {f.deadline_hours:g} h deadline")
             continue
         if f.budget is not None and _cost(o) is not None and _cost(o) > f.budget:
-            o.notes.append(f"over the {money(f.budget)} budget")
+            _note(o, f"over the {money(f.budget)} budget")
             continue
         eligible.append(o)
     if not eligible:
@@ -381,7 +398,8 @@ def _startup_changed(ranked: list[Option], best: Option) -> str:
 
 
 def _passed_over(options: list[Option], best: Option, f: Filters) -> str:
-    cheaper = [o for o in options if o.fits and not _flag_allowed(o, f) and _cost(o) is not None
+    cheaper = [o for o in options if o.fits and o.keeps_global_batch == best.keeps_global_batch
+               and not _flag_allowed(o, f) and _cost(o) is not None
                and _cost(best) is not None and _cost(o) < _cost(best)]
     if not cheaper:
         return ""

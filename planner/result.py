@@ -119,6 +119,7 @@ class Option:
     global_batch_tokens: int | None = None  # tokens per optimizer step (the same on every option)
     startup: dict[str, float] = field(default_factory=dict)  # startup_hours by part
     peak_reserved_gib: float | None = None  # per GPU, in the tuned configuration
+    keeps_global_batch: bool = True  # False: more GPUs than the job's global batch allows (it grows here)
 
 
 _PLAIN = (str, int, float, bool, type(None))

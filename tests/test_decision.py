@@ -198,9 +198,13 @@ def doc(spec):
 def test_every_option_of_the_plan_has_the_same_global_batch(doc):
     gb = doc["global_batch"]
     assert gb == {"sequences": 8, "tokens": 8 * 2048, "steps": 1221}
-    fitting = [o for o in doc["options"] if o["fits"]]
+    fitting = [o for o in doc["options"] if o["fits"] and o["keeps_global_batch"]]
     assert {o["global_batch_tokens"] for o in fitting} == {gb["tokens"]}
     assert {o["gpus"] for o in fitting} >= {1, 2, 4, 8}
+    # 3, 5 or 6 GPUs (RunPod) cannot split 8 sequences evenly: marked, never ranked
+    odd = [o for o in doc["options"] if o["fits"] and not o["keeps_global_batch"]]
+    assert odd and all(o["gpus"] % 8 and not o["rank_cost"] for o in odd if o["gpus"] < 8)
+    assert all(o["rank_cost"] is None for o in odd)
     for o in fitting:
         cfg = o["config"]
         assert cfg["batch_size"] * cfg["grad_accum"] * o["gpus"] == gb["sequences"]
@@ -379,6 +383,11 @@ def test_more_gpus_than_the_global_batch_allows_are_marked_not_compared(spec, tu
                       {"aws": FRESH})
     cmp_ = compare_options(None, offers, tune=t)
     wide = next(o for o in cmp_.options if o.gpus == 8)
-    assert not wide.fits and wide.rank_cost is None and "global batch" in wide.notes[-1]
-    assert cmp_.recommendation.gpus == 2
+    assert wide.fits and not wide.keeps_global_batch and wide.rank_cost is None and "grows" in wide.notes[-1]
+    assert wide.global_batch_tokens == 8 * spec.seq_len  # one sequence per GPU: the batch grows from 2 to 8
+    assert cmp_.recommendation.gpus == 2 and cmp_.recommendation.global_batch_tokens == 2 * spec.seq_len
     assert any("8 GPUs cannot keep the job's global batch" in w for w in cmp_.warnings)
+    # when nothing keeps it, the options that grow it are ranked, and the first warning says so
+    only_wide = OfferSet([offer("aws", "h100x8", "H100", 8, 16.0)], {"aws": FRESH})
+    grown = compare_options(None, only_wide, tune=t)
+    assert grown.recommendation.gpus == 8 and "keeps the job's global batch" in grown.warnings[0]

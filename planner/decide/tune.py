@@ -4,7 +4,8 @@ The job's global batch -- micro batch x gradient accumulation x GPUs of the job 
 the contract: every option trains on the same number of sequences per optimizer step, so the step count, the
 learning-rate schedule and the tokens per step are identical and the options compare the same training. On N
 GPUs each GPU takes global/N sequences per step; N must divide the global batch (more GPUs than sequences, or
-a remainder, cannot keep it: such options are marked, never silently changed).
+a remainder, cannot keep it: such options take the fewest sequences per GPU that cover it, say that the
+global batch grows, and are ranked only when no option keeps it).
 
 Per (GPU type, count) the tuner then picks the fastest configuration that fits with a safety margin:
 micro batch (a divisor of the per-GPU share, the rest is accumulation), gradient checkpointing on/off, the
@@ -127,16 +128,16 @@ class Tuner:
 
     def _tune(self, gpu: str, n: int) -> Tuned:
         spec, g = self.spec, self.batch.sequences
-        if n > g or g % n:
-            plan = self._eval(spec, gpu, n)
-            return Tuned(plan, self._config(spec), [], keeps_global_batch=False, margin=False)
-        per_gpu = g // n
+        keeps = n <= g and g % n == 0
+        # Cannot keep it: the fewest sequences per GPU that cover the global batch (it grows to per_gpu x n, and
+        # the option says so); the configuration is still tuned so the option can be chosen explicitly.
+        per_gpu = g // n if keeps else max(1, -(-g // n))
         if self.as_written:
             b = max(d for d in divisors_desc(per_gpu) if d <= spec.batch_size)
             s = dataclasses.replace(spec, batch_size=b, grad_accum=per_gpu // b)
             plan = self._eval(s, gpu, n)
             cfg = self._config(s)
-            return Tuned(plan, cfg, _describe_changes(spec, cfg), True, fits_with_margin(plan, self.margin_fraction))
+            return Tuned(plan, cfg, _describe_changes(spec, cfg), keeps, fits_with_margin(plan, self.margin_fraction))
 
         parallels = [spec.parallel]
         if n > 1 and spec.parallel in ("ddp", "fsdp"):
@@ -169,10 +170,10 @@ class Tuner:
                         if tight is None or score > tight[0]:
                             tight = (score, s, plan)
         pick, margin = (best, True) if best is not None else (tight, False)
-        if pick is None:  # nothing fits: report the job as written (with the global batch kept)
+        if pick is None:  # nothing fits: report the job as written (accumulation set for the global batch)
             b = max(d for d in divisors_desc(per_gpu) if d <= spec.batch_size)
             s = dataclasses.replace(spec, batch_size=b, grad_accum=per_gpu // b)
-            return Tuned(self._eval(s, gpu, n), self._config(s), [], True, False)
+            return Tuned(self._eval(s, gpu, n), self._config(s), [], keeps, False)
         _, s, plan = pick
         cfg = self._config(s)
-        return Tuned(plan, cfg, _describe_changes(spec, cfg), True, margin)
+        return Tuned(plan, cfg, _describe_changes(spec, cfg), keeps, margin)
