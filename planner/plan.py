@@ -139,13 +139,12 @@ def _comparison(spec: JobSpec, arch: ModelArch, tuner: Any, *, provider: Any, re
                 allow_stale: bool = False, horizon_months: int | None = None,
                 startup_overrides: dict[str, Any] | None = None, speed_error: float = 0.117) -> dict[str, Any]:
     from planner.compare import Filters, compare_options
-    from planner.decide.periods import DEFAULT_HORIZON_MONTHS, periods
     from pricing.errors import PricingInputError
     from pricing.startup import StartupAssumptions
 
     candidate = tuner.plan
     sa = StartupAssumptions().with_overrides(startup_overrides or {})
-    horizon = DEFAULT_HORIZON_MONTHS if horizon_months is None else horizon_months
+    horizon = 36 if horizon_months is None else horizon_months  # planner.decide.periods.DEFAULT_HORIZON_MONTHS
     if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= 240:
         raise PricingInputError("horizon_months", f"{horizon!r} must be a whole number of months from 1 to 240",
                                 "e.g. --horizon-months 36")
@@ -185,6 +184,8 @@ def _comparison(spec: JobSpec, arch: ModelArch, tuner: Any, *, provider: Any, re
                              startup_assumptions_=sa, job=job_bytes(spec, arch), speed_error=speed_error).to_dict()
     _break_even_vs_recommendation(result, profiles)
     if runs_per_month is not None:
+        from planner.decide.periods import periods
+
         rec = result.get("recommendation")
         cloud = rec if rec and rec.get("target") == "cloud" else None
         if cloud is None:

@@ -20,7 +20,6 @@ Standard library only: this runs on every `gpuplan plan`.
 """
 from __future__ import annotations
 
-import statistics
 from typing import Any, Iterable, Mapping
 
 from pricing.offer import Offer
@@ -31,7 +30,12 @@ MIN_PEERS = 2  # other regions (or offers) needed before a price can be called a
 
 
 def _median(xs: list[float]) -> float | None:
-    return statistics.median(xs) if len(xs) >= MIN_PEERS else None
+    """Median of at least MIN_PEERS values, else None (no statistics import: this runs on every plan)."""
+    if len(xs) < MIN_PEERS:
+        return None
+    s = sorted(xs)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
 def price_flags(offers: Iterable[Offer], sources: Mapping[str, Mapping[str, Any]]

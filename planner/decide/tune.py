@@ -147,12 +147,16 @@ class Tuner:
         chunked = [spec.chunked_loss]
         if spec.stack in CHUNKED_LOSS_STACKS and not spec.chunked_loss:
             chunked.append(True)
-        ckpts = [spec.gradient_checkpointing, not spec.gradient_checkpointing]
+        # Checkpointing off first: when it fits at the largest micro batch, recomputing cannot be faster.
+        ckpts = [False, True]
         best: tuple[tuple[float, int], JobSpec, GpuPlan] | None = None
         tight: tuple[tuple[float, int], JobSpec, GpuPlan] | None = None
         for par in parallels:
+            done = False  # found at the largest micro batch without recompute: nothing else here is faster
             for ck in ckpts:
                 for cl in chunked:
+                    if done:
+                        break
                     for b in divisors_desc(per_gpu):
                         s = dataclasses.replace(spec, batch_size=b, grad_accum=per_gpu // b,
                                                 gradient_checkpointing=ck, chunked_loss=cl, parallel=par)
@@ -166,6 +170,7 @@ class Tuner:
                         if fits_with_margin(plan, self.margin_fraction):
                             if best is None or score > best[0]:
                                 best = (score, s, plan)
+                            done = b == per_gpu and not ck
                             break  # smaller micro batches use less memory and run no faster
                         if tight is None or score > tight[0]:
                             tight = (score, s, plan)
