@@ -482,7 +482,8 @@ def _risks(o: Option, options: list[Option], f: Filters, spot: SpotAssumptions, 
     out = []
     if o.spot and o.hours is not None:
         n = spot.preemptions_per_hour * o.hours
-        out.append(f"spot capacity: about {n:.1f} interruptions expected over {duration(o.hours)}; each costs a "
+        count = f"about {n:.1f}" if n >= 0.1 else "fewer than 0.1"
+        out.append(f"spot capacity: {count} interruptions expected over {duration(o.hours)}; each costs a "
                    f"restart (provisioning, setup, reload) and up to {spot.checkpoint_interval_hours * 60:.0f} min of "
                    "lost work; capacity may be unavailable when you launch")
     if o.fits is not True:
