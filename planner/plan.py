@@ -144,10 +144,9 @@ def _comparison(spec: JobSpec, arch: ModelArch, tuner: Any, *, provider: Any, re
 
     candidate = tuner.plan
     sa = StartupAssumptions().with_overrides(startup_overrides or {})
-    horizon = 36 if horizon_months is None else horizon_months  # planner.decide.periods.DEFAULT_HORIZON_MONTHS
-    if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= 240:
-        raise PricingInputError("horizon_months", f"{horizon!r} must be a whole number of months from 1 to 240",
-                                "e.g. --horizon-months 36")
+    from planner.decide.periods import check_workload
+
+    horizon = check_workload(runs_per_month, other_use_hours, horizon_months)
     from pricing.catalog import load_offers
     from pricing.errors import PricingInputError
     from pricing.local import load_profile, presets, utilisation_from_workload
@@ -162,9 +161,6 @@ def _comparison(spec: JobSpec, arch: ModelArch, tuner: Any, *, provider: Any, re
         profiles = [load_profile(n) for n in names]
         profiles = [p for p in profiles if lookup_gpu(p.gpu)]
     if runs_per_month is not None:
-        if runs_per_month <= 0 or other_use_hours < 0:
-            raise PricingInputError("runs_per_month", "must be > 0 (and other use hours >= 0)",
-                                    "e.g. --runs-per-month 4 --other-use-hours 100")
         workload = []
         for p in profiles:
             plan = candidate(p.gpu, p.gpu_count)

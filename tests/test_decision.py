@@ -391,3 +391,18 @@ def test_more_gpus_than_the_global_batch_allows_are_marked_not_compared(spec, tu
     only_wide = OfferSet([offer("aws", "h100x8", "H100", 8, 16.0)], {"aws": FRESH})
     grown = compare_options(None, only_wide, tune=t)
     assert grown.recommendation.gpus == 8 and "keeps the job's global batch" in grown.warnings[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 10**7), st.booleans()),
+       st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 1000)),
+       st.one_of(st.none(), st.integers(-3, 300), st.floats(allow_nan=True), st.booleans()))
+def test_workload_flags_are_accepted_or_refused_naming_the_flag(runs, other, horizon):
+    from planner.decide.periods import check_workload
+
+    try:
+        months = check_workload(runs, other, horizon)
+    except PricingInputError as e:
+        assert str(e).split(":")[0] in ("runs_per_month", "other_use_hours", "horizon_months") and "\n" not in str(e)
+        return
+    assert 1 <= months <= 240 and (runs is None or runs > 0) and 0 <= other <= 730

@@ -18,6 +18,28 @@ from typing import Any
 from pricing.local import HOURS_PER_MONTH, LocalProfile, job_cost
 
 DEFAULT_HORIZON_MONTHS = 36
+MAX_HORIZON_MONTHS = 240
+MAX_RUNS_PER_MONTH = 1e6
+
+
+def check_workload(runs_per_month: Any, other_use_hours: Any = 0.0, horizon_months: Any = None) -> int:
+    """Validate the workload flags; the horizon in months. Bad values raise PricingInputError naming the flag."""
+    from pricing.errors import PricingInputError
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if runs_per_month is not None and (not number(runs_per_month) or not 0 < runs_per_month <= MAX_RUNS_PER_MONTH):
+        raise PricingInputError("runs_per_month", f"{runs_per_month!r} must be a number of runs above 0",
+                                "e.g. --runs-per-month 4")
+    if not number(other_use_hours) or not 0 <= other_use_hours <= HOURS_PER_MONTH:
+        raise PricingInputError("other_use_hours", f"{other_use_hours!r} must be 0 to {HOURS_PER_MONTH:.0f} hours "
+                                "a month", "e.g. --other-use-hours 100")
+    horizon = DEFAULT_HORIZON_MONTHS if horizon_months is None else horizon_months
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= MAX_HORIZON_MONTHS:
+        raise PricingInputError("horizon_months", f"{horizon!r} must be a whole number of months from 1 to "
+                                f"{MAX_HORIZON_MONTHS}", "e.g. --horizon-months 36")
+    return horizon
 
 
 def _scenario(capex: float, per_run: float, per_month: float, running: float, horizon: int, runs: float,
