@@ -182,7 +182,8 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
         fits = plan.fits
         train = plan.time.hours * over if plan.time is not None and plan.time.hours is not None else None
         o = Option(target=target, provider=provider, instance_type=itype, region=region, gpu=plan.gpu, gpus=plan.gpus,
-                   spot=is_spot, usd_per_hour=hourly, hours=train, cost_usd=hourly * train if train is not None else None,
+                   spot=is_spot, usd_per_hour=hourly, hours=train,
+                   cost_usd=hourly * train if train is not None else None,
                    fits=fits, zone=zone, nodes=nodes, usd_per_gpu_hour=hourly / plan.gpus, tokens_per_s=tps,
                    usd_per_million_tokens=hourly * over / (tps * 3600 / 1e6) if tps > 0 else None,
                    overhead_factor=over, source=source, as_of=as_of, notes=list(notes), price_flag=flag[0],

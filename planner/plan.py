@@ -17,7 +17,7 @@ from planner.counts import trainable_params
 from planner.estimate import GPU_COUNTS, evaluate, layout
 from planner.gpus import GPUS, canonical_gpu, get_gpu, lookup_gpu
 from planner.models import ModelArch, resolve_model
-from planner.result import GpuPlan, to_dict
+from planner.result import to_dict
 from train.spec import JobSpec
 
 VERSION = "0.1.0"

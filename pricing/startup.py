@@ -163,8 +163,10 @@ def assumptions(a: StartupAssumptions, providers: list[str]) -> list[dict[str, A
              is not None else p.download_mb_per_s, "unit": "MB/s", "category": "finance",
              "source": "Hugging Face hub downloads on cloud VMs as reported in hub issues and provider forums "
                        "(2024-25)"},
-            {"name": f"billing, {name}: granularity / minimum", "value": f"{p.billing_seconds} s / {p.minimum_seconds} s",
-             "unit": "s", "category": "finance", "source": p.source},
+            {"name": f"billing, {name}: granularity", "value": p.billing_seconds, "unit": "s",
+             "category": "finance", "source": p.source},
+            {"name": f"billing, {name}: minimum per run", "value": p.minimum_seconds, "unit": "s",
+             "category": "finance", "source": p.source},
         ]
     rows += [
         {"name": "start-up: setup (install the train extra)" + (" - prebuilt image" if a.prebuilt_image else ""),

@@ -406,3 +406,21 @@ def test_workload_flags_are_accepted_or_refused_naming_the_flag(runs, other, hor
         assert str(e).split(":")[0] in ("runs_per_month", "other_use_hours", "horizon_months") and "\n" not in str(e)
         return
     assert 1 <= months <= 240 and (runs is None or runs > 0) and 0 <= other <= 730
+
+
+def test_gpuplan_launch_dry_run_ships_the_tuned_job(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "SKY_RUNTIME_DIR", "SKYPILOT_GLOBAL_CONFIG")}
+    env.update(HOME=str(tmp_path), GPUPLAN_HOME=str(tmp_path / "gpuplan"), SKYPILOT_DISABLE_LOCAL_API_SERVER="1",
+               HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "planner.cli", "launch", str(EXAMPLE), "--dry-run"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "gpuplan plan priced this option with" in r.stdout and "all-in" not in r.stderr
+    workdir = next(line.split(":", 1)[1].strip() for line in r.stdout.splitlines() if line.startswith("workdir:"))
+    shipped = yaml.safe_load((Path(workdir) / "job.yaml").read_text())
+    assert shipped["gradient_checkpointing"] is False  # the tuned configuration, not the job as written
+    assert shipped["batch_size"] * shipped["grad_accum"] * shipped["gpus"] * shipped["nodes"] == 8

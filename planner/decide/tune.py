@@ -9,9 +9,9 @@ global batch grows, and are ranked only when no option keeps it).
 
 Per (GPU type, count) the tuner then picks the fastest configuration that fits with a safety margin:
 micro batch (a divisor of the per-GPU share, the rest is accumulation), gradient checkpointing on/off, the
-chunked loss switched on (stacks that have it; it costs no speed), and DDP vs FSDP on more than one GPU when the job uses one of them. Memory
-grows with the micro batch, so for each of the other choices the micro batches are tried from the largest down
-and the first that fits is kept. Results are memoized per (GPU type, count): offers share them.
+chunked loss switched on (stacks that have it; it costs no speed), and DDP vs FSDP on more than one GPU when
+the job uses one of them. Memory grows with the micro batch, so for each of the other choices the micro
+batches are tried from the largest down and the first that fits is kept. Results are memoized per (GPU type, count): offers share them.
 
 `as_written=True` keeps the user's micro batch, checkpointing, loss and parallel strategy (only the
 accumulation follows the GPU count, to keep the global batch).
