@@ -151,29 +151,43 @@ class Tuner:
         ckpts = [False, True]
         best: tuple[tuple[float, int], JobSpec, GpuPlan] | None = None
         tight: tuple[tuple[float, int], JobSpec, GpuPlan] | None = None
+        def consider(s: JobSpec) -> bool:
+            """Evaluate one configuration; True when it fits with the margin."""
+            nonlocal best, tight
+            if self.fits_at_all is not None and not self.fits_at_all(s, gpu, n):
+                return False
+            plan = self._eval(s, gpu, n)
+            if not plan.fits:
+                return False
+            score = (plan.throughput.tokens_per_s, -len(_describe_changes(spec, self._config(s))))
+            if fits_with_margin(plan, self.margin_fraction):
+                if best is None or score > best[0]:
+                    best = (score, s, plan)
+                return True
+            if tight is None or score > tight[0]:
+                tight = (score, s, plan)
+            return False
+
+        top: JobSpec | None = None  # the largest micro batch without recompute, once one strategy runs it
         for par in parallels:
-            done = False  # found at the largest micro batch without recompute: nothing else here is faster
+            if top is not None:
+                # The other strategy holds the top configuration too, or not at all (it is the same shape with
+                # its memory split differently): only its top configuration can compete on speed.
+                consider(dataclasses.replace(top, parallel=par))
+                continue
             for ck in ckpts:
                 for cl in chunked:
-                    if done:
-                        break
                     for b in divisors_desc(per_gpu):
                         s = dataclasses.replace(spec, batch_size=b, grad_accum=per_gpu // b,
                                                 gradient_checkpointing=ck, chunked_loss=cl, parallel=par)
-                        if self.fits_at_all is not None and not self.fits_at_all(s, gpu, n):
-                            continue
-                        plan = self._eval(s, gpu, n)
-                        if not plan.fits:
-                            continue
-                        nchanges = len(_describe_changes(spec, self._config(s)))
-                        score = (plan.throughput.tokens_per_s, -nchanges)
-                        if fits_with_margin(plan, self.margin_fraction):
-                            if best is None or score > best[0]:
-                                best = (score, s, plan)
-                            done = b == per_gpu and not ck
+                        if consider(s):
+                            if b == per_gpu and not ck:
+                                top = s
                             break  # smaller micro batches use less memory and run no faster
-                        if tight is None or score > tight[0]:
-                            tight = (score, s, plan)
+                    if top is not None:
+                        break  # nothing in this strategy is faster than its top configuration
+                if top is not None:
+                    break
         pick, margin = (best, True) if best is not None else (tight, False)
         if pick is None:  # nothing fits: report the job as written (accumulation set for the global batch)
             b = max(d for d in divisors_desc(per_gpu) if d <= spec.batch_size)
