@@ -424,3 +424,16 @@ def test_gpuplan_launch_dry_run_ships_the_tuned_job(tmp_path):
     shipped = yaml.safe_load((Path(workdir) / "job.yaml").read_text())
     assert shipped["gradient_checkpointing"] is False  # the tuned configuration, not the job as written
     assert shipped["batch_size"] * shipped["grad_accum"] * shipped["gpus"] * shipped["nodes"] == 8
+
+
+def test_the_8b_example_no_longer_rests_on_an_outlier_price_or_free_start_up(doc):
+    """v0.1 recommended 8x H100 spot in ap-southeast-3, '7 min for $0.83': an outlier price, start-up free."""
+    rec = doc["recommendation"]
+    old = [o for o in doc["options"] if o["instance_type"] == "p5.48xlarge" and o["region"] == "ap-southeast-3"
+           and o["spot"]]
+    assert old and old[0]["price_flag"] == "outlier" and old[0]["rank_cost"] is None
+    assert (rec["instance_type"], rec["region"]) != ("p5.48xlarge", "ap-southeast-3")
+    assert rec["price_flag"] == "normal" and rec["cost_with_startup_usd"] > rec["cost_usd"]
+    # the reason speaks money and time: all-in cost, time to result, and what start-up did to the ranking
+    assert "all-in" in rec["reason"] and "Counting training alone" in rec["reason"]
+    assert "start-up" in rec["reason"] and "Passed over" in rec["reason"]
