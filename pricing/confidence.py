@@ -20,6 +20,7 @@ Standard library only: this runs on every `gpuplan plan`.
 """
 from __future__ import annotations
 
+import bisect
 from typing import Any, Iterable, Mapping
 
 from pricing.offer import Offer
@@ -29,27 +30,33 @@ OUTLIER_RATIO = 0.5  # below half of the peers' median (see the module docstring
 MIN_PEERS = 2  # other regions (or offers) needed before a price can be called an outlier
 
 
-def _median(xs: list[float]) -> float | None:
-    """Median of at least MIN_PEERS values, else None (no statistics import: this runs on every plan)."""
-    if len(xs) < MIN_PEERS:
+def _median_without(values: list[float], own: float) -> float | None:
+    """Median of sorted `values` with one occurrence of `own` left out; None below MIN_PEERS others."""
+    if len(values) - 1 < MIN_PEERS:
         return None
-    s = sorted(xs)
+    i = bisect.bisect_left(values, own)
+    s = values[:i] + values[i + 1:]
     mid = len(s) // 2
     return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
 def price_flags(offers: Iterable[Offer], sources: Mapping[str, Mapping[str, Any]]
                 ) -> dict[tuple[str, str, str], dict[str, tuple[str, str]]]:
-    """{offer.key: {"on-demand": (flag, why), "spot": (flag, why)}} for every price an offer has."""
+    """{offer.key: {"on-demand": (flag, why), "spot": (flag, why)}} for every price an offer has.
+
+    Each offer is one instance type in one region, so "the other regions" are the group less this offer."""
     offers = list(offers)
-    by_type: dict[tuple[str, str, bool], list[tuple[str, float]]] = {}
-    ratios: dict[tuple[str, str], list[tuple[tuple[str, str, str], float]]] = {}
+    by_type: dict[tuple[str, str, bool], list[float]] = {}
+    ratios: dict[tuple[str, str], list[float]] = {}
     for o in offers:
         for spot, price in ((False, o.usd_per_hour), (True, o.spot_usd_per_hour)):
             if price is not None and price > 0:
-                by_type.setdefault((o.provider, o.instance_type, spot), []).append((o.region, price / o.gpu_count))
+                by_type.setdefault((o.provider, o.instance_type, spot), []).append(price / o.gpu_count)
         if o.spot_usd_per_hour and o.usd_per_hour:
-            ratios.setdefault((o.provider, o.gpu), []).append((o.key, o.spot_usd_per_hour / o.usd_per_hour))
+            ratios.setdefault((o.provider, o.gpu), []).append(o.spot_usd_per_hour / o.usd_per_hour)
+    for group in (by_type, ratios):
+        for values in group.values():
+            values.sort()
 
     out: dict[tuple[str, str, str], dict[str, tuple[str, str]]] = {}
     for o in offers:
@@ -68,14 +75,14 @@ def price_flags(offers: Iterable[Offer], sources: Mapping[str, Mapping[str, Any]
                 flags[kind] = ("stale", stale_why)
                 continue
             per_gpu = price / o.gpu_count
-            peers = _median([p for r, p in by_type.get((o.provider, o.instance_type, spot), []) if r != o.region])
+            peers = _median_without(by_type[(o.provider, o.instance_type, spot)], per_gpu)
             if peers is not None and per_gpu < OUTLIER_RATIO * peers:
                 flags[kind] = ("outlier", f"{kind} ${per_gpu:.2f}/GPU-h is {per_gpu / peers:.0%} of the same "
                                           f"instance's median ${peers:.2f} in other regions")
                 continue
             if spot and o.usd_per_hour:
                 ratio = price / o.usd_per_hour
-                typical = _median([r for k, r in ratios.get((o.provider, o.gpu), []) if k != o.key])
+                typical = _median_without(ratios[(o.provider, o.gpu)], ratio)
                 if typical is not None and ratio < OUTLIER_RATIO * typical:
                     flags[kind] = ("outlier", f"spot is {ratio:.0%} of on-demand where {o.provider}'s other {o.gpu} "
                                               f"spot prices are {typical:.0%}")
