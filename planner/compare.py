@@ -203,8 +203,7 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
                                             dataset_tokens=job.dataset_tokens, expected_preemptions=pre, a=sa)
             st = startup_memo[key]
             o.startup_hours = st.hours
-            o.startup = {"provision": st.provision_hours, "setup": st.setup_hours, "weights": st.weights_hours,
-                         "dataset": st.dataset_hours, "upload": st.upload_hours, "spot_restarts": st.restarts_hours}
+            o.startup = st.parts_rounded
             o.time_to_result_hours = train + st.hours
             billed = o.time_to_result_hours if target == "local" else billed_hours(provider, o.time_to_result_hours)
             o.cost_with_startup_usd = hourly * billed

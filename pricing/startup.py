@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from pricing.errors import PricingInputError
@@ -110,7 +110,13 @@ class Startup:
     dataset_hours: float
     upload_hours: float
     restarts_hours: float = 0.0  # spot: expected preemptions x (provision + setup + weights + load)
-    parts: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def parts_rounded(self) -> dict[str, float]:
+        """Hours by part, to 1/10000 h (0.36 s): the `startup` block of a plan option."""
+        return {"provision": round(self.provision_hours, 4), "setup": round(self.setup_hours, 4),
+                "weights": round(self.weights_hours, 4), "dataset": round(self.dataset_hours, 4),
+                "upload": round(self.upload_hours, 4), "spot_restarts": round(self.restarts_hours, 4)}
 
     @property
     def hours(self) -> float:
