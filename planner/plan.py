@@ -21,6 +21,7 @@ from planner.result import to_dict
 from train.spec import JobSpec
 
 VERSION = "0.1.0"
+GPUS_ORDER = {name: i for i, name in enumerate(GPUS)}
 ACCURACY_PATH = Path(__file__).parent / "data" / "accuracy.json"
 
 
@@ -85,7 +86,18 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
         single = evaluate(arch, spec, spec.gpu)
         doc.update(to_dict(single))
     else:
-        doc["gpus"] = [to_dict(evaluate(arch, spec, name, n)) for name in GPUS for n in GPU_COUNTS]
+        # Every count trains the same global batch (the accumulation follows the GPU count), as the options do.
+        from planner.decide.tune import with_global_batch
+
+        grid = []
+        for n in GPU_COUNTS:
+            spec_n, note = with_global_batch(spec, n)
+            for name in GPUS:
+                p = evaluate(arch, spec_n, name, n)
+                if note:
+                    p.notes.append(note)
+                grid.append((GPUS_ORDER[name], n, to_dict(p)))
+        doc["gpus"] = [entry for _, _, entry in sorted(grid, key=lambda t: (t[0], t[1]))]
 
     # Candidates for the comparison: the same global batch on every GPU type and count, tuned per (type, count)
     # once (offers of the same GPU type and count share it).

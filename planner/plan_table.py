@@ -47,8 +47,8 @@ def _print_grid(console: Console, doc: dict[str, Any]) -> None:
     by_type: dict[str, list[dict[str, Any]]] = {}
     for p in doc["gpus"]:
         by_type.setdefault(p["gpu"], []).append(p)
-    t = Table(title="The job as written on each GPU type, at the fewest of 1/2/4/8 GPUs that fit (every count: "
-                    "--format json); time = training hours", title_justify="left", box=box.SIMPLE_HEAD,
+    t = Table(title="The job on each GPU type at the fewest of 1/2/4/8 GPUs that fit, same global batch (every "
+                    "count: --format json); time = training hours", title_justify="left", box=box.SIMPLE_HEAD,
               padding=(0, 1), pad_edge=False)
     for col, just in (("GPU", "left"), ("GPUs", "right"), ("fits", "left"), ("peak/card GiB", "right"),
                       ("tokens/s", "right"), ("MFU", "right"), ("time", "right"), ("max batch", "right"),

@@ -439,3 +439,11 @@ def test_the_8b_example_no_longer_rests_on_an_outlier_price_or_free_start_up(doc
     # the reason speaks money and time: all-in cost, time to result, and what start-up did to the ranking
     assert "all-in" in rec["reason"] and "Counting training alone" in rec["reason"]
     assert "start-up" in rec["reason"] and "Passed over" in rec["reason"]
+
+
+def test_the_gpu_grid_trains_the_same_global_batch_at_every_count(doc):
+    steps = {p["time"]["steps"] for p in doc["gpus"]}
+    assert steps == {doc["global_batch"]["steps"]}
+    assert {p["throughput"]["tokens_per_step"] for p in doc["gpus"]} == {doc["global_batch"]["tokens"]}
+    eight = next(p for p in doc["gpus"] if p["gpu"] == "H100" and p["gpus"] == 8)
+    assert "accumulation 1 on 8 GPUs keeps the job's global batch of 8 sequences" in eight["notes"]

@@ -63,6 +63,21 @@ def global_batch(spec: JobSpec) -> GlobalBatch:
     return GlobalBatch(spec.batch_size * spec.grad_accum * spec.gpus * spec.nodes, spec.seq_len, spec.total_tokens())
 
 
+def with_global_batch(spec: JobSpec, n: int) -> tuple[JobSpec, str]:
+    """The job as written on n GPUs with the accumulation that keeps its global batch, and a note saying so
+    ("" when nothing changes); unchanged, with a note, when the micro batch x n does not divide it."""
+    g = global_batch(spec).sequences
+    if spec.batch_size * n * spec.grad_accum == g:
+        return spec, ""
+    if g % (spec.batch_size * n):
+        return spec, (f"{n} GPUs x micro batch {spec.batch_size} cannot keep the job's global batch of {g} sequences: "
+                      f"shown with accumulation {spec.grad_accum} ({spec.batch_size * n * spec.grad_accum} sequences "
+                      "per step)")
+    accum = g // (spec.batch_size * n)
+    return dataclasses.replace(spec, grad_accum=accum), (f"accumulation {accum} on {n} GPUs keeps the job's global "
+                                                         f"batch of {g} sequences")
+
+
 def divisors_desc(n: int) -> list[int]:
     small = [d for d in range(1, int(math.isqrt(n)) + 1) if n % d == 0]
     return sorted(set(small + [n // d for d in small]), reverse=True)
