@@ -178,6 +178,9 @@ def _prepare_cloud(spec: JobSpec, plan: Mapping[str, Any], option: dict[str, Any
     notes = []
     if header:
         notes.append(header[2:].strip())
+    if option.get("price_flag", "normal") != "normal":
+        notes.append(f"the plan flags this price {option['price_flag']}: {option.get('price_note') or 'see gpuplan plan'}"
+                     "; check it before relying on the estimate")
     if option.get("keeps_global_batch") is False:
         notes.append(f"{option.get('gpus')} GPUs cannot keep the job's global batch: it grows to "
                      f"{option.get('global_batch_tokens') or 0:,} tokens per step (a different recipe)")

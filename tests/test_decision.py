@@ -447,3 +447,13 @@ def test_the_gpu_grid_trains_the_same_global_batch_at_every_count(doc):
     assert {p["throughput"]["tokens_per_step"] for p in doc["gpus"]} == {doc["global_batch"]["tokens"]}
     eight = next(p for p in doc["gpus"] if p["gpu"] == "H100" and p["gpus"] == 8)
     assert "accumulation 1 on 8 GPUs keeps the job's global batch of 8 sequences" in eight["notes"]
+
+
+def test_launching_a_flagged_price_on_request_says_so(doc, spec, tmp_path, monkeypatch):
+    from launch.prepare import prepare_launch
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cloud_doc = {**doc, "options": [o for o in doc["options"] if o["target"] == "cloud"]}
+    p = prepare_launch(spec, cloud_doc, "cloud", provider="aws", region="ap-southeast-3", gpu="H100", gpus=8,
+                       spot=True, launch_root=tmp_path / "l", bucket="s3://b/x")
+    assert p.option["price_flag"] == "outlier" and any("flags this price outlier" in n for n in p.notes)
