@@ -74,6 +74,7 @@ class JobBytes:
     weights_bytes: float = 0.0
     output_bytes: float = 0.0
     dataset_tokens: int | None = None
+    dataset_file_bytes: float | None = None  # a local data file's size (None: a hub dataset)
 
 
 @dataclass
@@ -200,7 +201,8 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
             key = (provider, is_spot, round(pre, 6))
             if key not in startup_memo:
                 startup_memo[key] = startup(provider, weights_bytes=job.weights_bytes, output_bytes=job.output_bytes,
-                                            dataset_tokens=job.dataset_tokens, expected_preemptions=pre, a=sa)
+                                            dataset_tokens=job.dataset_tokens, expected_preemptions=pre, a=sa,
+                                            dataset_file_bytes=job.dataset_file_bytes)
             st = startup_memo[key]
             o.startup_hours = st.hours
             o.startup = st.parts_rounded

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
@@ -141,7 +142,10 @@ def job_bytes(spec: JobSpec, arch: ModelArch) -> Any:
 
     total = arch.total_params()
     out = total * 2 if spec.method == "full" or spec.merge_adapter else trainable_params(arch, spec) * 2
-    return JobBytes(weights_bytes=total * 2.0, output_bytes=float(out), dataset_tokens=spec.total_tokens())
+    path = spec.data.path
+    size = float(os.path.getsize(path)) if path and os.path.isfile(path) else None
+    return JobBytes(weights_bytes=total * 2.0, output_bytes=float(out), dataset_tokens=spec.total_tokens(),
+                    dataset_file_bytes=size)
 
 
 def _comparison(spec: JobSpec, arch: ModelArch, tuner: Any, *, provider: Any, region: str | None,

@@ -129,7 +129,8 @@ def provider_startup(provider: str) -> ProviderStartup:
 
 
 def startup(provider: str, *, weights_bytes: float, output_bytes: float, dataset_tokens: int | None,
-            expected_preemptions: float = 0.0, a: StartupAssumptions = StartupAssumptions()) -> Startup:
+            expected_preemptions: float = 0.0, a: StartupAssumptions = StartupAssumptions(),
+            dataset_file_bytes: float | None = None) -> Startup:
     """The start-up of one run of a job on `provider` (cloud) or "local"."""
     p = provider_startup(provider)
     local = provider == "local"
@@ -138,7 +139,9 @@ def startup(provider: str, *, weights_bytes: float, output_bytes: float, dataset
     setup = 0.0 if local else (a.prebuilt_image_setup_minutes if a.prebuilt_image else a.setup_minutes)
     weights = 0.0 if (a.weights_cached and not local) else weights_bytes / bw / 60
     weights += a.load_minutes
-    data_bytes = a.dataset_bytes if a.dataset_bytes is not None else (dataset_tokens or 0) * a.bytes_per_token
+    # the user's figure, else the size of a local data file (shipped with the job), else tokens x bytes/token
+    data_bytes = a.dataset_bytes if a.dataset_bytes is not None else (
+        dataset_file_bytes if dataset_file_bytes is not None else (dataset_tokens or 0) * a.bytes_per_token)
     dataset = 0.0 if local else data_bytes / bw / 60
     upload = 0.0 if local else output_bytes / (a.upload_mb_per_s * MB) / 60
     restart = expected_preemptions * (provision + setup + weights)

@@ -457,3 +457,15 @@ def test_launching_a_flagged_price_on_request_says_so(doc, spec, tmp_path, monke
     p = prepare_launch(spec, cloud_doc, "cloud", provider="aws", region="ap-southeast-3", gpu="H100", gpus=8,
                        spot=True, launch_root=tmp_path / "l", bucket="s3://b/x")
     assert p.option["price_flag"] == "outlier" and any("flags this price outlier" in n for n in p.notes)
+
+
+def test_a_local_data_file_is_sized_from_disk(spec, tmp_path):
+    from planner.models import resolve_model
+    from planner.plan import job_bytes
+
+    data = tmp_path / "train.jsonl"
+    data.write_bytes(b"x" * 123_456)
+    with_file = dataclasses.replace(spec, data=dataclasses.replace(spec.data, path=str(data)))
+    assert job_bytes(with_file, resolve_model(spec.model)).dataset_file_bytes == 123_456
+    hub = job_bytes(spec, resolve_model(spec.model))
+    assert hub.dataset_file_bytes is None and hub.weights_bytes == pytest.approx(2 * 8_030_261_248)
