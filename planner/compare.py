@@ -188,7 +188,7 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
                    fits=fits, zone=zone, nodes=nodes, usd_per_gpu_hour=hourly / plan.gpus, tokens_per_s=tps,
                    usd_per_million_tokens=hourly * over / (tps * 3600 / 1e6) if tps > 0 else None,
                    overhead_factor=over, source=source, as_of=as_of, notes=list(notes), price_flag=flag[0],
-                   price_note=flag[1], config=config, changed=changed,
+                   price_note=flag[1], config=dict(config), changed=list(changed),
                    global_batch_tokens=plan.throughput.tokens_per_step if plan.throughput else None,
                    peak_reserved_gib=plan.memory.peak_reserved_gib, keeps_global_batch=keeps)
         if not keeps:

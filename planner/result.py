@@ -93,7 +93,7 @@ class Option:
     gpus: int  # total GPUs used (gpu_count per instance x nodes)
     spot: bool
     usd_per_hour: float  # for all instances together
-    hours: float | None  # time to result (includes expected spot preemption overhead)
+    hours: float | None  # training hours (incl. expected spot preemption overhead); see time_to_result_hours
     cost_usd: float | None
     fits: bool
     zone: str | None = None
