@@ -107,9 +107,7 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
     acc = measured_accuracy()
     margin = float(acc.get("memory_mape_pct") or 0.0) / 100
     tuner = Tuner(spec, lambda s, g, n: evaluate(arch, s, g, n, with_suggestions=False, with_limits=False),
-                  as_written=as_written, margin_fraction=margin,
-                  fits_at_all=lambda s, g, n: bool(memory.fits(memory.estimate_memory(arch, s, get_gpu(g),
-                                                                                       layout(s, n)[0]))))
+                  as_written=as_written, margin_fraction=margin, measure=lambda s, g, n: _measure(arch, s, g, n))
     doc["global_batch"] = tuner.batch.to_dict()
 
     if compare:
@@ -132,6 +130,18 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
         doc["sensitivity"] = sensitivity_rows(doc)
     doc["warnings"] = warnings + doc.get("warnings", [])
     return doc
+
+
+def _measure(arch: ModelArch, spec: JobSpec, gpu_name: str, n: int) -> tuple[Any, Any, float | None]:
+    """(fits, memory, tokens/s) of one configuration, as `evaluate` computes them (the speed model only runs
+    for configurations that fit)."""
+    gpu = get_gpu(gpu_name)
+    world, nodes = layout(spec, n)
+    mem = memory.estimate_memory(arch, spec, gpu, world)
+    ok = memory.fits(mem)
+    if not ok:
+        return ok, mem, None
+    return ok, mem, throughput.estimate_throughput(arch, spec, gpu, world, nodes).tokens_per_s
 
 
 def job_bytes(spec: JobSpec, arch: ModelArch) -> Any:

@@ -86,11 +86,15 @@ def divisors_desc(n: int) -> list[int]:
 def fits_with_margin(plan: GpuPlan, margin_fraction: float) -> bool:
     """`fits is True` (outside the estimator's error band, where the estimator reports one); with a plain
     boolean estimator, also `margin_fraction` of the peak left free."""
-    if plan.fits is not True:
+    return _margin_ok(plan.fits, plan.memory, margin_fraction)
+
+
+def _margin_ok(fits: Any, memory: Any, margin_fraction: float) -> bool:
+    if fits is not True:
         return False
-    if hasattr(plan.memory, "band_gib"):  # the estimator marks "tight" itself
+    if hasattr(memory, "band_gib"):  # the estimator marks "tight" itself
         return True
-    return plan.memory.headroom_gib >= margin_fraction * plan.memory.peak_reserved_gib
+    return memory.headroom_gib >= margin_fraction * memory.peak_reserved_gib
 
 
 def _describe_changes(spec: JobSpec, config: dict[str, Any]) -> list[str]:
@@ -112,11 +116,12 @@ class Tuner:
 
     def __init__(self, spec: JobSpec, evaluate: Callable[[JobSpec, str, int], GpuPlan], *,
                  as_written: bool = False, margin_fraction: float = 0.0,
-                 fits_at_all: Callable[[JobSpec, str, int], bool] | None = None) -> None:
-        """`fits_at_all`: a cheaper memory-only check, so configurations that cannot fit skip the speed model."""
+                 measure: Callable[[JobSpec, str, int], tuple[Any, Any, float | None]] | None = None) -> None:
+        """`measure(spec, gpu, n) -> (fits, MemoryEstimate, tokens/s or None when it does not fit)`: the memory
+        and speed models alone, cheaper than `evaluate`, which then runs once for the configuration picked."""
         self.spec = spec
         self.evaluate = evaluate
-        self.fits_at_all = fits_at_all
+        self.measure = measure
         self.as_written = as_written
         self.margin_fraction = margin_fraction
         self.batch = global_batch(spec)
@@ -164,18 +169,24 @@ class Tuner:
             chunked.append(True)
         # Checkpointing off first: when it fits at the largest micro batch, recomputing cannot be faster.
         ckpts = [False, True]
-        best: tuple[tuple[float, int], JobSpec, GpuPlan] | None = None
-        tight: tuple[tuple[float, int], JobSpec, GpuPlan] | None = None
+        best: tuple[tuple[float, int], JobSpec, GpuPlan | None] | None = None
+        tight: tuple[tuple[float, int], JobSpec, GpuPlan | None] | None = None
         def consider(s: JobSpec) -> bool:
-            """Evaluate one configuration; True when it fits with the margin."""
+            """Size one configuration; True when it fits with the margin."""
             nonlocal best, tight
-            if self.fits_at_all is not None and not self.fits_at_all(s, gpu, n):
-                return False
-            plan = self._eval(s, gpu, n)
-            if not plan.fits:
-                return False
-            score = (plan.throughput.tokens_per_s, -len(_describe_changes(spec, self._config(s))))
-            if fits_with_margin(plan, self.margin_fraction):
+            plan = None
+            if self.measure is not None:
+                fits, mem, tps = self.measure(s, gpu, n)
+                if not fits or tps is None:
+                    return False
+                ok = _margin_ok(fits, mem, self.margin_fraction)
+            else:
+                plan = self._eval(s, gpu, n)
+                if not plan.fits:
+                    return False
+                tps, ok = plan.throughput.tokens_per_s, fits_with_margin(plan, self.margin_fraction)
+            score = (tps, -len(_describe_changes(spec, self._config(s))))
+            if ok:
                 if best is None or score > best[0]:
                     best = (score, s, plan)
                 return True
@@ -209,5 +220,7 @@ class Tuner:
             s = dataclasses.replace(spec, batch_size=b, grad_accum=per_gpu // b)
             return Tuned(self._eval(s, gpu, n), self._config(s), [], keeps, False)
         _, s, plan = pick
+        if plan is None:
+            plan = self._eval(s, gpu, n)
         cfg = self._config(s)
         return Tuned(plan, cfg, _describe_changes(spec, cfg), keeps, margin)
