@@ -58,9 +58,13 @@ def _matches(opt: Mapping[str, Any], target: str, provider: str | None, region: 
     return True
 
 
-def _cost_key(opt: Mapping[str, Any]) -> tuple[float, float]:
-    cost = opt.get("cost_usd")
-    return (float("inf") if cost is None else float(cost), float(opt.get("usd_per_hour") or float("inf")))
+def _cost_key(opt: Mapping[str, Any]) -> tuple[bool, float, float]:
+    """Normal prices before flagged ones (outlier/stale), then the cost with start-up (the plan's ranking)."""
+    cost = opt.get("cost_with_startup_usd")
+    if cost is None:
+        cost = opt.get("cost_usd")
+    return (opt.get("price_flag", "normal") != "normal", float("inf") if cost is None else float(cost),
+            float(opt.get("usd_per_hour") or float("inf")))
 
 
 def choose_option(plan: Mapping[str, Any], target: str, *, provider: str | None = None,

@@ -80,8 +80,34 @@ def format_cost(option: Mapping[str, Any] | None) -> str:
     if hours is not None and cost is not None:
         over = option.get("overhead_factor") or 1.0
         extra = f", incl. x{over:.2f} spot preemption overhead" if over and over > 1.0 else ""
-        return f"{head}: ${rate:,.2f}/h x {hours:,.2f} h = ${cost:,.2f} estimated{extra}"
+        line = f"{head}: ${rate:,.2f}/h x {hours:,.2f} h = ${cost:,.2f} estimated{extra}"
+        total, startup = option.get("cost_with_startup_usd"), option.get("startup_hours")
+        if total is not None and startup is not None:
+            line += (f"; with {startup * 60:,.0f} min of start-up (provisioning, setup, downloads, upload): "
+                     f"${total:,.2f}, result in {option.get('time_to_result_hours', hours):,.2f} h")
+        return line
     return f"{head}: ${rate:,.2f}/h (duration unknown: give dataset_tokens or dataset_examples for a total)"
+
+
+# The job-spec fields an option's tuned configuration may set (planner.decide.tune.CONFIG_FIELDS; launch does
+# not import the planner's internals, only its result document).
+CONFIG_FIELDS = ("batch_size", "grad_accum", "gradient_checkpointing", "chunked_loss", "parallel")
+
+
+def apply_config(spec: JobSpec, option: Mapping[str, Any] | None) -> tuple[JobSpec, str]:
+    """The spec with the configuration the plan priced for `option`, and a YAML comment saying what changed.
+
+    The plan prices every option in the fastest configuration that fits it with the job's global batch
+    (`gpuplan plan --as-written` prices the job's own micro batch, checkpointing, loss and parallelism, with
+    only the accumulation following the GPU count); launch runs exactly that.
+    """
+    config = dict((option or {}).get("config") or {})
+    changes = {k: v for k, v in config.items() if k in CONFIG_FIELDS and getattr(spec, k) != v}
+    if not changes:
+        return spec, ""
+    tuned = dataclasses.replace(spec, **changes)
+    said = ", ".join(f"{k}: {getattr(spec, k)} -> {v}" for k, v in changes.items())
+    return tuned, f"# gpuplan plan priced this option with: {said} (same global batch as the job as written)\n"
 
 
 def _ship_data(spec: JobSpec, bundle_files: dict[str, Path]) -> JobSpec:
@@ -148,12 +174,21 @@ def _prepare_cloud(spec: JobSpec, plan: Mapping[str, Any], option: dict[str, Any
     remote = _ship_data(spec, files)
     output_dir = f"{OUTPUT_MOUNT}/{name}" if out is not None else spec.output_dir
     remote = dataclasses.replace(remote, gpu=option.get("gpu"), gpus=per_node, nodes=nodes, output_dir=output_dir)
+    remote, header = apply_config(remote, option)
     notes = []
+    if header:
+        notes.append(header[2:].strip())
+    if option.get("price_flag", "normal") != "normal":
+        notes.append(f"the plan flags this price {option['price_flag']}: {option.get('price_note') or 'see gpuplan plan'}"
+                     "; check it before relying on the estimate")
+    if option.get("keeps_global_batch") is False:
+        notes.append(f"{option.get('gpus')} GPUs cannot keep the job's global batch: it grows to "
+                     f"{option.get('global_batch_tokens') or 0:,} tokens per step (a different recipe)")
     if out is None:
         notes.append(f"outputs stay on the cluster's disk ({provider} has no object store); copy them with "
                      f"`rsync -Pavz {name}:~/sky_workdir/{spec.output_dir} .` before autodown, or pass --bucket")
     secrets = secrets_from_env(environ)
-    bundle = stage_bundle(dump_spec(remote), root / name)
+    bundle = stage_bundle(header + dump_spec(remote), root / name)
     _add_files(bundle, files)
     tp = TaskPlan(
         name=name, workdir=bundle, setup=setup_command(train_requirements()),
@@ -205,9 +240,10 @@ def _prepare_local(spec: JobSpec, plan: Mapping[str, Any], gpu: str | None, gpus
             notes.append(f"the plan wants {want} GPUs, this machine has {len(here)}: using {len(here)}")
         if option is None:
             notes.append("no local cost profile matches this machine: pass --local-profile NAME|FILE for a cost")
+        spec, header = apply_config(spec, option)
         name = job_name(spec, "local", None)
         bundle = root / name
-        write_atomic(bundle / SPEC_NAME, dump_spec(spec))
+        write_atomic(bundle / SPEC_NAME, header + dump_spec(spec))
         argv = local_command(sys.executable, nproc, str(bundle / SPEC_NAME))
         return Prepared("local", "direct", name, spec, option, bundle, local=local, argv=argv, notes=notes)
     # SkyPilot on the user's own Kubernetes context or SSH node pool.
@@ -219,8 +255,9 @@ def _prepare_local(spec: JobSpec, plan: Mapping[str, Any], gpu: str | None, gpus
     files: dict[str, Path] = {}
     remote = _ship_data(spec, files)
     remote = dataclasses.replace(remote, gpu=gpu_name, gpus=per_node, nodes=nodes)
+    remote, header = apply_config(remote, option)
     secrets = secrets_from_env(environ)
-    bundle = stage_bundle(dump_spec(remote), root / name)
+    bundle = stage_bundle(header + dump_spec(remote), root / name)
     _add_files(bundle, files)
     notes = [f"outputs stay on the {local.kind} node: copy them with "
              f"`rsync -Pavz {name}:~/sky_workdir/{spec.output_dir} .`, then `sky down {name}`"]

@@ -26,7 +26,7 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _plan(spec: Any, target: str, local_profiles: tuple[str, ...]) -> dict[str, Any]:
+def _plan(spec: Any, target: str, local_profiles: tuple[str, ...], as_written: bool = False) -> dict[str, Any]:
     """The plan document for the target (all cloud offers, or the local profiles).
 
     Not narrowed by --provider/--region/--spot: launch filters the options itself, so a choice that leaves
@@ -35,8 +35,8 @@ def _plan(spec: Any, target: str, local_profiles: tuple[str, ...]) -> dict[str, 
     from planner.plan import plan_job
 
     if target == "cloud":
-        return plan_job(spec, include_local=False)
-    return plan_job(spec, provider="local", local_profiles=list(local_profiles) or None)
+        return plan_job(spec, include_local=False, as_written=as_written)
+    return plan_job(spec, provider="local", local_profiles=list(local_profiles) or None, as_written=as_written)
 
 
 def _relevant_warnings(plan: dict[str, Any], option: dict[str, Any] | None) -> tuple[list[str], int]:
@@ -72,13 +72,16 @@ def _relevant_warnings(plan: dict[str, Any], option: dict[str, Any] | None) -> t
               type=click.Choice(("auto", "gpuplan", "axolotl", "llama-factory", "trl", "torchtune")),
               help="JOB's format: a gpuplan job spec or an axolotl, LLaMA-Factory, TRL or torchtune config "
                    "(default: detected from its keys)")
+@click.option("--as-written", is_flag=True, default=False,
+              help="Run the job's own micro batch, checkpointing, loss and parallelism (default: the configuration "
+                   "the plan tuned for the chosen option).")
 @click.option("--dry-run", is_flag=True, help="Print the SkyPilot task YAML (or the local command) and the cost; start nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def launch(job_file: str, target: str, provider: str | None, region: str | None, gpu: str | None,
            gpus: int | None, spot: bool | None, bucket: str | None, infra: str | None,
            local_profiles: tuple[str, ...], idle_minutes: int,
            max_steps: int | None, output_dir: str | None, sets: tuple[str, ...], dry_run: bool, yes: bool,
-           config_format: str | None = None) -> None:
+           config_format: str | None = None, as_written: bool = False) -> None:
     """Run JOB.yaml's fine-tuning job on a cloud GPU or on local GPUs."""
     from launch.prepare import format_cost, prepare_launch
     from planner.imports import load_job
@@ -94,7 +97,7 @@ def launch(job_file: str, target: str, provider: str | None, region: str | None,
 
         flag = "--provider" if provider else "--region" if region else "--spot"
         raise SpecError(flag, "applies to --target cloud only", "drop it, or use --target cloud")
-    plan = _plan(spec, target, local_profiles)
+    plan = _plan(spec, target, local_profiles, as_written)
     prepared = prepare_launch(spec, plan, target, provider=provider, region=region, gpu=plan.get("gpu") if gpu else None,
                               gpus=gpus, spot=spot, bucket=bucket, infra=infra,
                               local_profile=bool(local_profiles), idle_minutes=idle_minutes)

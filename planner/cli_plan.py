@@ -84,6 +84,18 @@ def pricing_options(func: Any) -> Any:
                      help="derive local utilisation from a workload: this job N times a month"),
         click.option("--other-use-hours", type=float, default=0.0, show_default=True,
                      help="other busy hours a month on the local GPUs (with --runs-per-month)"),
+        click.option("--horizon-months", type=int, default=None,
+                     help="months the --runs-per-month cost comparison covers (cloud, local, hybrid; default 36)"),
+        click.option("--allow-outlier-prices", is_flag=True, default=False,
+                     help="rank offers whose price is far below the same offer's other regions (usually no capacity)"),
+        click.option("--allow-stale-prices", is_flag=True, default=False,
+                     help="rank offers from old or older-format price catalogs"),
+        click.option("--as-written", is_flag=True, default=False,
+                     help="price the job's own micro batch, checkpointing, loss and parallelism on every option "
+                          "(default: the fastest that fits each GPU type and count, same global batch)"),
+        click.option("--startup", "startup", multiple=True, metavar="KEY=VALUE",
+                     help="start-up assumption (repeatable), e.g. setup_minutes=1, prebuilt_image=true, "
+                          "weights_cached=true, provision_minutes=2, download_mb_per_s=300"),
     ]
     for opt in reversed(opts):
         func = opt(func)
@@ -126,11 +138,28 @@ def plan_from_cli(job: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
                    max_hourly=kwargs.get("max_hourly"), deadline_hours=kwargs.get("deadline_hours"),
                    budget=kwargs.get("budget"), local_profiles=list(kwargs.get("local_profile") or []) or None,
                    include_local=not kwargs.get("no_local"), runs_per_month=kwargs.get("runs_per_month"),
-                   other_use_hours=kwargs.get("other_use_hours") or 0.0)
+                   other_use_hours=kwargs.get("other_use_hours") or 0.0,
+                   allow_outlier_prices=bool(kwargs.get("allow_outlier_prices")),
+                   allow_stale_prices=bool(kwargs.get("allow_stale_prices")),
+                   as_written=bool(kwargs.get("as_written")), horizon_months=kwargs.get("horizon_months"),
+                   startup=parse_startup(kwargs.get("startup") or ()))
     if imported is not None:
         doc["import"] = imported.to_dict()
         doc["warnings"] = [f"{m.field} missing: {m.fix}" for m in imported.missing] + doc.get("warnings", [])
     return doc
+
+
+def parse_startup(values: Any) -> dict[str, str]:
+    """`--startup KEY=VALUE` pairs (values are checked by pricing.startup)."""
+    from pricing.errors import PricingInputError
+
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise PricingInputError("startup", f"{item!r} is not KEY=VALUE", "e.g. --startup setup_minutes=1")
+        out[key.strip()] = value.strip()
+    return out
 
 
 @click.command("plan")

@@ -8,19 +8,21 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
 from planner import memory, throughput
 from planner.counts import trainable_params
-from planner.estimate import GPU_COUNTS, evaluate
-from planner.gpus import GPUS, canonical_gpu, lookup_gpu
+from planner.estimate import GPU_COUNTS, evaluate, layout
+from planner.gpus import GPUS, canonical_gpu, get_gpu, lookup_gpu
 from planner.models import ModelArch, resolve_model
-from planner.result import GpuPlan, to_dict
+from planner.result import to_dict
 from train.spec import JobSpec
 
 VERSION = "0.1.0"
+GPUS_ORDER = {name: i for i, name in enumerate(GPUS)}
 ACCURACY_PATH = Path(__file__).parent / "data" / "accuracy.json"
 
 
@@ -64,12 +66,19 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
              spot: bool | None = None, max_hourly: float | None = None, deadline_hours: float | None = None,
              budget: float | None = None, local_profiles: Iterable[str] | None = None, include_local: bool = True,
              runs_per_month: float | None = None, other_use_hours: float = 0.0, compare: bool = True,
-             arch: ModelArch | None = None, today: _dt.date | None = None) -> dict[str, Any]:
+             arch: ModelArch | None = None, today: _dt.date | None = None, allow_outlier_prices: bool = False,
+             allow_stale_prices: bool = False, as_written: bool = False, horizon_months: int | None = None,
+             startup: dict[str, Any] | None = None) -> dict[str, Any]:
     """Size `spec` (on spec.gpu, or on every GPU type x 1/2/4/8 when spec.gpu is None), price it, recommend.
 
     `local_profiles`: preset names or YAML paths; None = the bundled presets. `runs_per_month`: derive each
     local profile's utilisation from a workload -- this job N times a month on that profile's GPUs, plus
-    `other_use_hours` of other work a month -- instead of the profile's own figure.
+    `other_use_hours` of other work a month -- instead of the profile's own figure -- and the plan gains
+    `periods` (cloud, local and hybrid over `horizon_months`, default 36).
+
+    Options compare the same training (the job's global batch) in the fastest configuration that fits each GPU
+    type and count (planner.decide.tune); `as_written` keeps the user's configuration. `startup`: overrides of
+    pricing.startup.StartupAssumptions. Outlier and stale prices are listed but not ranked unless allowed.
     """
     arch = arch or resolve_model(spec.model)
     if spec.gpu:
@@ -88,30 +97,46 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
         single = evaluate(arch, spec, spec.gpu, calibration=cal)
         doc.update(to_dict(single))
     else:
-        doc["gpus"] = [to_dict(evaluate(arch, spec, name, n, calibration=cal)) for name in GPUS for n in GPU_COUNTS]
+        # Every count trains the same global batch (the accumulation follows the GPU count), as the options do.
+        from planner.decide.tune import with_global_batch
 
-    # Candidates for the comparison: the job as given (gpu type from the offer, count from the instance).
-    cache: dict[tuple[str, int], GpuPlan] = {}
+        grid = []
+        for n in GPU_COUNTS:
+            spec_n, note = with_global_batch(spec, n)
+            for name in GPUS:
+                p = evaluate(arch, spec_n, name, n, calibration=cal)
+                if note:
+                    p.notes.append(note)
+                grid.append((GPUS_ORDER[name], n, to_dict(p)))
+        doc["gpus"] = [entry for _, _, entry in sorted(grid, key=lambda t: (t[0], t[1]))]
 
-    def candidate(gpu_name: str, n: int) -> GpuPlan:
-        key = (gpu_name, n)
-        if key not in cache:
-            cache[key] = evaluate(arch, spec, gpu_name, n, with_suggestions=False, with_limits=False,
-                                  calibration=cal)
-        return cache[key]
+    # The estimator's band already holds the margin: `fits is True` only when its high end fits the card.
+    margin = 0.0
+    tuner = Tuner(spec, lambda s, g, n: evaluate(arch, s, g, n, with_suggestions=False, with_limits=False,
+                                                 calibration=cal),
+                  as_written=as_written, margin_fraction=margin,
+                  measure=lambda s, g, n: _measure(arch, s, g, n, cal))
+    doc["global_batch"] = tuner.batch.to_dict()
 
     if compare:
-        doc.update(_comparison(spec, candidate, provider=provider, region=region, spot=spot, max_hourly=max_hourly,
+        doc.update(_comparison(spec, arch, tuner, provider=provider, region=region, spot=spot, max_hourly=max_hourly,
                                deadline_hours=deadline_hours, budget=budget, local_profiles=local_profiles,
                                include_local=include_local, runs_per_month=runs_per_month,
-                               other_use_hours=other_use_hours, today=today, warnings=warnings))
+                               other_use_hours=other_use_hours, today=today, warnings=warnings,
+                               allow_outlier=allow_outlier_prices, allow_stale=allow_stale_prices,
+                               horizon_months=horizon_months, startup_overrides=startup or {},
+                               speed_error=float(acc.get("throughput_median_ape_pct") or 11.7) / 100))
+        doc["tuning"] = {"as_written": as_written, "fields": ["batch_size", "grad_accum", "gradient_checkpointing",
+                                                              "chunked_loss", "parallel"],
+                         "memory_margin_fraction": margin}
     doc["accuracy"] = measured_accuracy()
-    doc["assumptions"] = doc.get("assumptions", []) + estimator_assumptions()
+    doc["assumptions"] = [dict(r, category=r.get("category") or "finance")
+                          for r in doc.get("assumptions", [])] + estimator_assumptions()
     doc.setdefault("estimator", {"kind": "analytic", "stack": spec.stack})
     doc.pop("calibration", None)  # present only when one applies
     if cal is not None:
         doc["calibration"] = cal.to_dict() | {"path": cal.path}
-        doc["assumptions"] += cal.assumptions()
+        doc["assumptions"] += [dict(r, category=r.get("category") or "estimator") for r in cal.assumptions()]
     if compare:
         from planner.sensitivity import sensitivity_rows
 
@@ -120,11 +145,52 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
     return doc
 
 
-def _comparison(spec: JobSpec, candidate: Any, *, provider: Any, region: str | None, spot: bool | None,
-                max_hourly: float | None, deadline_hours: float | None, budget: float | None,
+def _measure(arch: ModelArch, spec: JobSpec, gpu_name: str, n: int, cal: Any = None) -> tuple[Any, Any, float | None]:
+    """(fits, memory, tokens/s) of one configuration, as `evaluate` computes them, the user's calibration
+    included (the speed model only runs for configurations that fit)."""
+    from planner.estimate import _memory
+
+    gpu = get_gpu(gpu_name)
+    world, nodes = layout(spec, n)
+    mem = _memory(arch, spec, gpu, world, cal=cal)
+    ok = memory.fits(mem)
+    if not ok:
+        return ok, mem, None
+    tput = throughput.estimate_throughput(arch, spec, gpu, world, nodes)
+    if cal is not None:
+        tput = cal.apply_speed(gpu.name, tput)
+    return ok, mem, tput.tokens_per_s
+
+
+def job_bytes(spec: JobSpec, arch: ModelArch) -> Any:
+    """What one run downloads and uploads. Hub checkpoints are 16-bit (2 bytes per parameter) whatever the
+    method (QLoRA quantizes at load); an adapter (LoRA/QLoRA) is saved in 16 bits too, a full fine-tune or a
+    merged adapter uploads the whole model."""
+    from planner.compare import JobBytes
+
+    total = arch.total_params()
+    out = total * 2 if spec.method == "full" or spec.merge_adapter else trainable_params(arch, spec) * 2
+    path = spec.data.path
+    size = float(os.path.getsize(path)) if path and os.path.isfile(path) else None
+    return JobBytes(weights_bytes=total * 2.0, output_bytes=float(out), dataset_tokens=spec.total_tokens(),
+                    dataset_file_bytes=size)
+
+
+def _comparison(spec: JobSpec, arch: ModelArch, tuner: Any, *, provider: Any, region: str | None,
+                spot: bool | None, max_hourly: float | None, deadline_hours: float | None, budget: float | None,
                 local_profiles: Iterable[str] | None, include_local: bool, runs_per_month: float | None,
-                other_use_hours: float, today: _dt.date | None, warnings: list[str]) -> dict[str, Any]:
+                other_use_hours: float, today: _dt.date | None, warnings: list[str], allow_outlier: bool = False,
+                allow_stale: bool = False, horizon_months: int | None = None,
+                startup_overrides: dict[str, Any] | None = None, speed_error: float = 0.117) -> dict[str, Any]:
     from planner.compare import Filters, compare_options
+    from pricing.errors import PricingInputError
+    from pricing.startup import StartupAssumptions
+
+    candidate = tuner.plan
+    sa = StartupAssumptions().with_overrides(startup_overrides or {})
+    from planner.decide.periods import check_workload
+
+    horizon = check_workload(runs_per_month, other_use_hours, horizon_months)
     from pricing.catalog import load_offers
     from pricing.errors import PricingInputError
     from pricing.local import load_profile, presets, utilisation_from_workload
@@ -139,9 +205,6 @@ def _comparison(spec: JobSpec, candidate: Any, *, provider: Any, region: str | N
         profiles = [load_profile(n) for n in names]
         profiles = [p for p in profiles if lookup_gpu(p.gpu)]
     if runs_per_month is not None:
-        if runs_per_month <= 0 or other_use_hours < 0:
-            raise PricingInputError("runs_per_month", "must be > 0 (and other use hours >= 0)",
-                                    "e.g. --runs-per-month 4 --other-use-hours 100")
         workload = []
         for p in profiles:
             plan = candidate(p.gpu, p.gpu_count)
@@ -155,9 +218,23 @@ def _comparison(spec: JobSpec, candidate: Any, *, provider: Any, region: str | N
         profiles = workload
 
     filters = Filters(provider=provider, region=region, spot=spot, max_hourly=max_hourly,
-                      deadline_hours=deadline_hours, budget=budget, include_local=include_local)
-    result = compare_options(candidate, offers, local_profiles=profiles, filters=filters).to_dict()
+                      deadline_hours=deadline_hours, budget=budget, include_local=include_local,
+                      allow_outlier=allow_outlier, allow_stale=allow_stale)
+    result = compare_options(None, offers, local_profiles=profiles, filters=filters, tune=tuner,
+                             startup_assumptions_=sa, job=job_bytes(spec, arch), speed_error=speed_error).to_dict()
     _break_even_vs_recommendation(result, profiles)
+    if runs_per_month is not None:
+        from planner.decide.periods import periods
+
+        rec = result.get("recommendation")
+        cloud = rec if rec and rec.get("target") == "cloud" else None
+        if cloud is None:
+            ranked = [o for o in result["options"] if o["target"] == "cloud" and o.get("rank_cost")]
+            cloud = min(ranked, key=lambda o: o["rank_cost"]) if ranked else None
+        local_opts = {o["instance_type"]: o for o in result["options"] if o["target"] == "local" and o["fits"]}
+        fitting = [(p, local_opts[p.name]["time_to_result_hours"]) for p in profiles
+                   if p.name in local_opts and local_opts[p.name].get("time_to_result_hours")]
+        result["periods"] = periods(runs_per_month, horizon, cloud, fitting, other_use_hours)
     return result
 
 

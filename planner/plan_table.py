@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich import box
 from rich.table import Table
 
 from planner.compare import duration, money
@@ -46,12 +47,13 @@ def _print_grid(console: Console, doc: dict[str, Any]) -> None:
     by_type: dict[str, list[dict[str, Any]]] = {}
     for p in doc["gpus"]:
         by_type.setdefault(p["gpu"], []).append(p)
-    t = Table(title="Each GPU type at the fewest GPUs that fit (memory per GPU; all counts: --format json)",
-              title_justify="left")
-    for col, just in (("GPU", "left"), ("GPUs", "right"), ("fits", "center"), ("peak reserved / card GiB", "right"),
+    t = Table(title="The job on each GPU type at the fewest of 1/2/4/8 GPUs that fit, same global batch (every "
+                    "count: --format json); time = training hours", title_justify="left", box=box.SIMPLE_HEAD,
+              padding=(0, 1), pad_edge=False)
+    for col, just in (("GPU", "left"), ("GPUs", "right"), ("fits", "left"), ("peak/card GiB", "right"),
                       ("tokens/s", "right"), ("MFU", "right"), ("time", "right"), ("max batch", "right"),
                       ("max seq", "right")):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for gpu, plans in by_type.items():
         fitting = [p for p in plans if p["fits"]]
         p = fitting[0] if fitting else plans[-1]
@@ -101,25 +103,85 @@ def _print_single(console: Console, doc: dict[str, Any]) -> None:
         console.print(s)
 
 
+def _kind(o: dict[str, Any]) -> str:
+    return "local" if o["target"] == "local" else ("spot" if o["spot"] else "on-demand")
+
+
 def _print_options(console: Console, doc: dict[str, Any], top: int) -> None:
+    """The ranked options, readable at 100 columns: provider, instance, region and GPU names are never cut or
+    wrapped (instance and region share a cell, one per line); long sentences wrap at word boundaries."""
+    gb = doc.get("global_batch")
+    if gb and doc.get("options"):
+        steps = f" x {gb['steps']:,} steps" if gb.get("steps") else ""
+        console.print(f"\nEvery option trains the same global batch: {gb['sequences']:,} sequences "
+                      f"({gb['tokens']:,} tokens){steps}.", highlight=False)
     options = [o for o in doc.get("options", []) if o.get("fits") and o.get("rank_cost")]
     if not options:
         if "options" in doc:
             console.print("\nNo priced option fits this job (see the suggestions above).")
         return
     options.sort(key=lambda o: o["rank_cost"])
-    t = Table(title=f"Cheapest {min(top, len(options))} of {len(options)} fitting options", title_justify="left")
-    for col in ("#", "provider", "instance", "region", "GPUs", "kind", "$/h", "$/GPU-h", "time", "$ job", "pareto"):
-        t.add_column(col)
+    t = Table(title=f"Cheapest {min(top, len(options))} of {len(options)} ranked options", title_justify="left",
+              box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    t.add_column("#", justify="right", no_wrap=True)
+    t.add_column("provider", no_wrap=True)
+    t.add_column("instance / region", no_wrap=True)
+    t.add_column("GPUs / kind", no_wrap=True)
+    t.add_column("training", justify="right", no_wrap=True)
+    t.add_column("to result", justify="right", no_wrap=True)
+    t.add_column("$ all-in\n$ per h", justify="right", no_wrap=True)
     for o in options[:top]:
-        kind = "local" if o["target"] == "local" else ("spot" if o["spot"] else "on-demand")
-        t.add_row(str(o["rank_cost"]), o["provider"], o["instance_type"], o.get("region") or "-",
-                  f"{o['gpus']}x {o['gpu']}", kind, _money(o["usd_per_hour"]), _money(o["usd_per_gpu_hour"]),
-                  _hours(o.get("hours")), _money(o.get("cost_usd")), "*" if o.get("pareto") else "")
+        mark = ("*" if o.get("pareto") else "") + ("!" if o.get("price_flag", "normal") != "normal" else "")
+        where = o["instance_type"] + ("\n" + o["region"] if o.get("region") else "")
+        all_in = o.get("cost_with_startup_usd")
+        t.add_row(f"{o['rank_cost']}{mark}", o["provider"], where, f"{o['gpus']}x {o['gpu']}\n{_kind(o)}",
+                  _hours(o.get("hours")), _hours(o.get("time_to_result_hours")),
+                  f"{_money(all_in if all_in is not None else o.get('cost_usd'))}\n{_money(o.get('usd_per_hour'))}")
     console.print(t)
+    console.print("[dim]training: hours of training (spot: incl. the expected preemption overhead). to result: "
+                  "training plus start-up (provisioning, setup, weights and data download, upload; spot restarts). "
+                  "$ all-in: the billed time to result at the price per hour below it. * on the cost/time Pareto "
+                  "front; ! flagged price (allowed by flag).[/dim]")
+    flagged = [o for o in doc.get("options", []) if o.get("fits") and not o.get("rank_cost")
+               and o.get("price_flag", "normal") != "normal"]
+    if flagged:
+        cheaper = [o for o in flagged if (o.get("cost_with_startup_usd") or float("inf"))
+                   < (options[0].get("cost_with_startup_usd") or 0)]
+        console.print(f"{len(flagged)} fitting offers with an outlier or stale price are listed in --format json "
+                      f"but not ranked ({len(cheaper)} of them cheaper than #1); --allow-outlier-prices / "
+                      "--allow-stale-prices ranks them.", highlight=False)
     rec = doc.get("recommendation")
     if rec:
         console.print(f"[bold]Recommendation:[/bold] {rec['reason']}", highlight=False)
+        lo_c, _, hi_c = rec.get("cost_range_usd") or (None, None, None)
+        lo_t, _, hi_t = rec.get("time_to_result_range_hours") or (None, None, None)
+        if lo_c is not None and lo_t is not None:
+            console.print(f"Range: {money(lo_c)} to {money(hi_c)}, result in {_hours(lo_t)} to {_hours(hi_t)}.",
+                          highlight=False)
+        if rec.get("changed"):
+            console.print("Runs with: " + "; ".join(rec["changed"]) + " (tuned for this GPU type and count; "
+                          "`gpuplan launch` ships it, --as-written keeps yours).", highlight=False)
+        for risk in rec.get("risks") or []:
+            console.print(f"[dim]risk: {risk}[/dim]", highlight=False)
+    _print_periods(console, doc.get("periods"))
     stale = [p for p, s in doc.get("prices", {}).items() if s.get("stale")]
     if stale:
         console.print(f"[yellow]Prices older than 30 days: {', '.join(stale)} (gpuplan prices refresh)[/yellow]")
+
+
+def _print_periods(console: Console, periods: dict[str, Any] | None) -> None:
+    if not periods:
+        return
+    t = Table(title=f"{periods['runs_per_month']:g} runs a month over {periods['horizon_months']} months (USD)",
+              title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for col in ("scenario", "capex", "per month", "per year", "horizon", "payback month"):
+        t.add_column(col, justify="left" if col == "scenario" else "right", no_wrap=True)
+    for name, sc in periods["scenarios"].items():
+        label = name + (f" ({sc['local_share']:.0%} local)" if "local_share" in sc else "")
+        if sc.get("feasible") is False:
+            label += " (does not fit the month)"
+        t.add_row(label, money(sc["capex_usd"]), money(sc["per_month_usd"]), money(sc["per_year_usd"]),
+                  money(sc["horizon_usd"]), str(sc["payback_month"] or "-"))
+    console.print(t)
+    console.print(f"Cheapest over the horizon: {periods['cheapest']} (cloud: {periods['cloud_option']}; local: "
+                  f"{periods['local_profile'] or 'no fitting profile'}).", highlight=False)

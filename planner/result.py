@@ -103,7 +103,7 @@ class Option:
     gpus: int  # total GPUs used (gpu_count per instance x nodes)
     spot: bool
     usd_per_hour: float  # for all instances together
-    hours: float | None  # time to result (includes expected spot preemption overhead)
+    hours: float | None  # training hours (incl. expected spot preemption overhead); see time_to_result_hours
     cost_usd: float | None
     fits: bool
     zone: str | None = None
@@ -118,6 +118,18 @@ class Option:
     source: str = ""
     as_of: str = ""
     notes: list[str] = field(default_factory=list)
+    # the decision (planner.compare, planner.decide): start-up, price confidence, the tuned configuration
+    startup_hours: float | None = None  # provisioning, setup, downloads, upload (+ spot restarts)
+    time_to_result_hours: float | None = None  # hours (training, incl. spot overhead) + startup_hours
+    cost_with_startup_usd: float | None = None  # usd_per_hour x billed(time_to_result_hours)
+    price_flag: str = "normal"  # "normal" | "outlier" | "stale" (pricing.confidence)
+    price_note: str = ""  # why the price is flagged
+    config: dict[str, Any] = field(default_factory=dict)  # tuned job-spec fields this option runs with
+    changed: list[str] = field(default_factory=list)  # what the tuning changed from the job as written
+    global_batch_tokens: int | None = None  # tokens per optimizer step (the same on every option)
+    startup: dict[str, float] = field(default_factory=dict)  # startup_hours by part
+    peak_reserved_gib: float | None = None  # per GPU, in the tuned configuration
+    keeps_global_batch: bool = True  # False: more GPUs than the job's global batch allows (it grows here)
 
 
 _PLAIN = (str, int, float, bool, type(None))

@@ -1,6 +1,7 @@
 """The cost comparison: fit, hours, cost, ranking, Pareto front and the recommendation."""
 from __future__ import annotations
 
+import dataclasses
 
 import pytest
 
@@ -57,9 +58,12 @@ def test_every_offer_priced_with_hours_cost_and_spot_overhead():
     assert h8.usd_per_gpu_hour == pytest.approx(55.04 / 8)
     assert h8.usd_per_million_tokens == pytest.approx(55.04 / (16000 * 3600 / 1e6))
     s8 = by[("h100x8", True)]
-    f = overhead_factor(SpotAssumptions())
+    # lost work and checkpoint writes stretch the training; restarts are paid in start-up, per preemption
+    f = overhead_factor(dataclasses.replace(SpotAssumptions(), restart_hours=0.0))
     assert s8.overhead_factor == f and s8.hours == pytest.approx(h8.hours * f) and s8.zone == "z1"
     assert s8.cost_usd == pytest.approx(14.0 * h8.hours * f)
+    assert s8.startup["spot_restarts"] > 0 == h8.startup["spot_restarts"]
+    assert s8.time_to_result_hours == pytest.approx(s8.hours + s8.startup_hours)
     assert not by[("l4x1", False)].fits and by[("l4x1", False)].rank_cost is None
 
 
@@ -142,9 +146,10 @@ def test_real_plan_document_carries_the_comparison():
 
     doc = plan_job(JobSpec(model="llama-3.1-8b", dataset_tokens=50_000_000), deadline_hours=24, local_profiles=["rtx4090-workstation"])
     rec = doc["recommendation"]
-    assert rec["fits"] and rec["hours"] <= 24 and rec["rank_cost"] == 1 and rec["reason"]
+    assert rec["fits"] and rec["time_to_result_hours"] <= 24 and rec["rank_cost"] == 1 and rec["reason"]
     fitting = [o for o in doc["options"] if o["rank_cost"] is not None]
-    assert min(o["cost_usd"] for o in fitting) == rec["cost_usd"]
+    assert min(o["cost_with_startup_usd"] for o in fitting) == rec["cost_with_startup_usd"]
+    assert all(o["price_flag"] == "normal" for o in fitting)
     assert any(o["target"] == "local" for o in doc["options"])
     assert set(doc["prices"]) == {"aws", "gcp", "azure", "lambda", "runpod"}
     assert all({"source", "as_of", "age_days", "stale"} <= set(v) for v in doc["prices"].values())

@@ -147,7 +147,8 @@ def test_runs_per_month_derives_local_utilisation_from_the_jobs_own_hours():
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     (profile,) = d["local_profiles"]
-    l40s = next(p for p in d["gpus"] if p["gpu"] == "L40S" and p["gpus"] == 4)
-    expected = (20 * l40s["time"]["hours"] + 100) / 730
+    # the local machine runs the configuration the plan tuned for it (same global batch): its training hours
+    local = next(o for o in d["options"] if o["target"] == "local")
+    expected = (20 * local["hours"] + 100) / 730
     assert profile["utilisation"] == pytest.approx(expected, abs=1e-3)
     assert any("derived: 20 runs/month" in a["source"] for a in profile["assumptions"])

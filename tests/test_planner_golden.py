@@ -35,7 +35,11 @@ def essentials(doc: dict) -> dict:
         "gpus": [gpu_entry(p) for p in doc["gpus"]],
         "recommendation": {k: rec.get(k) for k in ("target", "provider", "instance_type", "region", "gpu", "gpus",
                                                    "spot", "usd_per_hour")}
-        | {"cost_usd": round(rec["cost_usd"], 2) if rec.get("cost_usd") is not None else None},
+        | {"cost_usd": round(rec["cost_usd"], 2) if rec.get("cost_usd") is not None else None}
+        | {"cost_with_startup_usd": round(rec["cost_with_startup_usd"], 2)
+           if rec.get("cost_with_startup_usd") is not None else None, "config": rec.get("config"),
+           "price_flag": rec.get("price_flag")},
+        "global_batch": doc.get("global_batch"),
         "options": len(doc["options"]),
     }
 
