@@ -110,6 +110,11 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
                 grid.append((GPUS_ORDER[name], n, to_dict(p)))
         doc["gpus"] = [entry for _, _, entry in sorted(grid, key=lambda t: (t[0], t[1]))]
 
+    # Candidates for the comparison: the same global batch on every GPU type and count, tuned per (type, count)
+    # once (offers of the same GPU type and count share it).
+    from planner.decide.tune import Tuner
+
+    acc = measured_accuracy()
     # The estimator's band already holds the margin: `fits is True` only when its high end fits the card.
     margin = 0.0
     tuner = Tuner(spec, lambda s, g, n: evaluate(arch, s, g, n, with_suggestions=False, with_limits=False,
