@@ -190,3 +190,57 @@ def test_skypilot_reads_the_task_yaml_we_write_as_the_same_task(home, spec, kw):
     assert _without_private(theirs) == ours
     if "file_mounts" in ours:  # the one private field SkyPilot adds back itself
         assert theirs["resources"]["_requires_fuse"] is True
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from launch.task import Bucket, TaskPlan, config_yaml  # noqa: E402
+
+_names = st.from_regex(r"gpuplan-[a-z0-9]{1,20}-[0-9a-f]{6}", fullmatch=True)
+_secret_values = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=8,
+                         max_size=40).map(lambda v: f"SeCrEt:{v}:")  # a value no other field can contain
+_buckets = st.one_of(
+    st.none(),
+    st.builds(Bucket, name=st.from_regex(r"[a-z0-9][a-z0-9-]{2,30}[a-z0-9]", fullmatch=True),
+              store=st.sampled_from(["S3", "GCS"])),
+    st.builds(Bucket, source=st.from_regex(r"(s3|gs)://[a-z0-9][a-z0-9-]{2,30}[a-z0-9]", fullmatch=True)),
+)
+_plans = st.builds(
+    TaskPlan, name=_names, workdir=st.just(Path("/tmp/never-staged")), setup=st.just("set -e\npip install x"),
+    run=st.sampled_from(["python -m train --config job.yaml", "torchrun -m train\n--config job.yaml"]),
+    infra=st.sampled_from(["aws/us-east-1", "gcp/us-central1", "lambda/us-east-1", None]),
+    accelerators=st.one_of(st.none(), st.builds("{}:{}".format, st.sampled_from(["H100", "A100-80GB", "L4"]),
+                                                 st.sampled_from([1, 2, 4, 8]))),
+    nodes=st.integers(1, 4), spot=st.booleans(), disk_size=st.one_of(st.none(), st.integers(50, 4096)),
+    bucket=_buckets, secrets=st.dictionaries(st.sampled_from(["HF_TOKEN", "WANDB_API_KEY"]), _secret_values),
+    envs=st.fixed_dictionaries({"GPUPLAN_JOB": _names}),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=_plans)
+def test_the_printed_task_yaml_parses_back_to_the_task_and_never_holds_a_secret_value(plan):
+    text = config_yaml(task_config(plan), plan.secrets)
+    for value in plan.secrets.values():
+        assert value not in text
+    doc = yaml.safe_load(text)
+    assert doc == task_config(plan)
+    assert not any(k.startswith("_") for k in doc.get("resources", {}))
+    assert doc["num_nodes"] == plan.nodes and ("file_mounts" in doc) == (plan.bucket is not None)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=_plans)
+def test_skypilot_loads_any_task_we_write_to_the_same_resources(plan):
+    sky = pytest.importorskip("sky")
+    task = sky.Task.from_yaml_config(task_config(plan, redact=False))
+    (r,) = list(task.resources)
+    assert task.num_nodes == plan.nodes and task.name == plan.name
+    assert bool(r.use_spot) == plan.spot
+    if plan.accelerators:
+        name, count = plan.accelerators.split(":")
+        assert r.accelerators == {name: int(count)}
+    if plan.bucket is not None:
+        assert r.requires_fuse  # what the private `_requires_fuse` field would have said, derived by SkyPilot
+    assert {k: v.get_secret_value() if hasattr(v, "get_secret_value") else v
+            for k, v in (task.secrets or {}).items()} == plan.secrets
