@@ -179,3 +179,20 @@ def test_refused_credentials_are_told_apart_from_network_failures():
     assert _refused_credentials(Unauthenticated("401")) == "Unauthenticated"
     assert _refused_credentials(ClientError("Throttling")) is None
     assert _refused_credentials(ConnectionError("refused")) is None
+
+
+def test_the_progress_bar_appears_only_once_its_total_is_known():
+    from pricing.refresh import Progress
+
+    bar = Progress(True, "aws prices")
+    bar.step("aws us-east-1: on-demand")  # a fetcher that fails before total(): nothing shown, nothing to close
+    assert bar._bar is None
+    bar.total(4)
+    try:
+        (task,) = bar._bar.tasks
+        assert task.total == 4  # never "0/None"
+        bar.step()
+        assert task.completed == 1
+    finally:
+        bar.close()
+    assert bar._bar is None
