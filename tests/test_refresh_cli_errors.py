@@ -80,12 +80,13 @@ def test_gcp_without_credentials_is_exit_2_with_how_to_give_them(env):
     assert "gcloud auth application-default login" in line and "GOOGLE_APPLICATION_CREDENTIALS" in line
 
 
-@pytest.mark.parametrize("provider, module, extra", [("aws", "boto3", "aws"), ("gcp", "google", "gcp")])
-def test_missing_sdk_names_the_extra(env, provider, module, extra):
+@pytest.mark.parametrize("provider, module, package, extra", [("aws", "boto3", "boto3", "aws"),
+                                                              ("gcp", "google", "google-cloud-billing", "gcp")])
+def test_missing_sdk_names_the_extra(env, provider, module, package, extra):
     rc, out, err = run(["prices", "refresh", "--provider", provider, "--project", "p"], env, blocked=(module,))
     assert rc == 2
     (line,) = err.strip().splitlines()
-    assert line.endswith(f"install it with: pip install 'gpuplan[{extra}]'") and module in line
+    assert line.endswith(f"install it with: pip install 'gpuplan[{extra}]'") and f"needs {package}," in line
 
 
 def _closed_port() -> int:

@@ -15,8 +15,8 @@ from typing import Callable
 
 from pricing.errors import PricingInputError
 
-# provider -> (module that must import, the gpuplan extra that installs it)
-SDK_EXTRA = {"aws": ("boto3", "aws"), "gcp": ("google.cloud.billing_v1", "gcp")}
+# provider -> (module that must be installed, its package, the gpuplan extra that installs it)
+SDK_EXTRA = {"aws": ("boto3", "boto3", "aws"), "gcp": ("google.cloud.billing_v1", "google-cloud-billing", "gcp")}
 
 AWS_FIX = ("give AWS credentials: run `aws configure` (or `aws sso login`), or set AWS_ACCESS_KEY_ID and "
            "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)")
@@ -34,9 +34,9 @@ def _installed(module: str) -> bool:
 
 def require_sdk(provider: str, installed: Callable[[str], bool] = _installed) -> None:
     """Raise PricingInputError naming the extra to install when the provider's SDK is missing."""
-    module, extra = SDK_EXTRA[provider]
+    module, package, extra = SDK_EXTRA[provider]
     if not installed(module):
-        raise PricingInputError("--provider", f"refreshing {provider} prices needs {module.split('.')[0]}, "
+        raise PricingInputError("--provider", f"refreshing {provider} prices needs {package}, "
                                 "which is not installed", f"install it with: pip install 'gpuplan[{extra}]'")
 
 
