@@ -108,7 +108,6 @@ def launch(job_file: str, target: str, provider: str | None, region: str | None,
             require("launch --target local", "train", train_modules(spec.method, spec.optimizer))
         else:
             require(f"launch --target {target}", "launch", LAUNCH_MODULES)
-        prepared = prepare_launch(spec, plan, target, **choice)  # the same decision, now staged
     where = prepared.local.infra if prepared.local and prepared.local.infra else (
         "this machine" if prepared.mode == "direct" else prepared.task_plan.infra if prepared.task_plan else "")
     rec = plan.get("recommendation") or {}
@@ -141,6 +140,7 @@ def launch(job_file: str, target: str, provider: str | None, region: str | None,
         return
     if not yes:
         click.confirm("Launch?", abort=True)
+    prepared = prepare_launch(spec, plan, target, **choice)  # the same decision, now staged
 
     if prepared.mode == "direct":
         from launch.submit import run_direct
