@@ -127,16 +127,26 @@ def _add_files(bundle: Path, files: dict[str, Path]) -> None:
         shutil.copy2(src, dst)
 
 
+def _stage(spec_yaml: str, dest: Path, files: dict[str, Path], stage: bool) -> Path:
+    """Stage the bundle at dest (train/, job.yaml, data files), or only name it on a dry run."""
+    if not stage:
+        return dest
+    bundle = stage_bundle(spec_yaml, dest)
+    _add_files(bundle, files)
+    return bundle
+
+
 def prepare_launch(spec: JobSpec, plan: Mapping[str, Any], target: str, *, provider: str | None = None,
                    region: str | None = None, gpu: str | None = None, gpus: int | None = None,
                    spot: bool | None = None, bucket: str | None = None, infra: str | None = None,
                    local_profile: bool = False, idle_minutes: int = DEFAULT_IDLE_MINUTES,
                    launch_root: Path | None = None, environ: Mapping[str, str] | None = None,
-                   gpus_here: list[str] | None = None) -> Prepared:
+                   gpus_here: list[str] | None = None, stage: bool = True) -> Prepared:
     """Everything a launch needs, decided up front. Raises SpecError for bad input.
 
     ``gpus`` is GPUs per node (as the spec's field). ``local_profile``: the plan was made with the user's
     chosen local profile(s). ``gpus_here`` (canonical GPU names) overrides GPU detection for direct runs.
+    ``stage=False`` (dry runs) decides everything but writes nothing: ``bundle`` is where a launch would stage.
     """
     environ = os.environ if environ is None else environ
     if provider is not None and provider not in PROVIDERS:
@@ -154,16 +164,16 @@ def prepare_launch(spec: JobSpec, plan: Mapping[str, Any], target: str, *, provi
         option = choose_option(plan, "cloud", provider=provider, region=region, gpu=gpu, gpus_per_node=gpus,
                                spot=spot)
         assert option is not None
-        return _prepare_cloud(spec, plan, option, bucket, idle_minutes, root, environ)
+        return _prepare_cloud(spec, plan, option, bucket, idle_minutes, root, environ, stage)
     if target == "local":
         if bucket:
             raise SpecError("--bucket", "applies to --target cloud only", "drop it for a local run")
-        return _prepare_local(spec, plan, gpu, gpus, infra, local_profile, root, environ, gpus_here)
+        return _prepare_local(spec, plan, gpu, gpus, infra, local_profile, root, environ, gpus_here, stage)
     raise SpecError("--target", f"{target!r} is not one of cloud, local", "use cloud or local")
 
 
 def _prepare_cloud(spec: JobSpec, plan: Mapping[str, Any], option: dict[str, Any], bucket: str | None,
-                   idle_minutes: int, root: Path, environ: Mapping[str, str]) -> Prepared:
+                   idle_minutes: int, root: Path, environ: Mapping[str, str], stage: bool = True) -> Prepared:
     provider = str(option["provider"])
     spot = bool(option.get("spot"))
     nodes = int(option.get("nodes") or 1)
@@ -188,8 +198,7 @@ def _prepare_cloud(spec: JobSpec, plan: Mapping[str, Any], option: dict[str, Any
         notes.append(f"outputs stay on the cluster's disk ({provider} has no object store); copy them with "
                      f"`rsync -Pavz {name}:~/sky_workdir/{spec.output_dir} .` before autodown, or pass --bucket")
     secrets = secrets_from_env(environ)
-    bundle = stage_bundle(header + dump_spec(remote), root / name)
-    _add_files(bundle, files)
+    bundle = _stage(header + dump_spec(remote), root / name, files, stage)
     tp = TaskPlan(
         name=name, workdir=bundle, setup=setup_command(train_requirements()),
         run=run_command(nodes, per_node), infra=f"{provider}/{option['region']}" if option.get("region") else provider,
@@ -225,8 +234,8 @@ def _local_option(plan: Mapping[str, Any], gpu: str | None, gpus: int | None, lo
 
 
 def _prepare_local(spec: JobSpec, plan: Mapping[str, Any], gpu: str | None, gpus: int | None, infra: str | None,
-                   local_profile: bool, root: Path, environ: Mapping[str, str], gpus_here: list[str] | None
-                   ) -> Prepared:
+                   local_profile: bool, root: Path, environ: Mapping[str, str], gpus_here: list[str] | None,
+                   stage: bool = True) -> Prepared:
     local = detect_local_infra(infra)
     if local.kind == "direct":
         here = detect_gpus() if gpus_here is None else list(gpus_here)
@@ -243,7 +252,8 @@ def _prepare_local(spec: JobSpec, plan: Mapping[str, Any], gpu: str | None, gpus
         spec, header = apply_config(spec, option)
         name = job_name(spec, "local", None)
         bundle = root / name
-        write_atomic(bundle / SPEC_NAME, header + dump_spec(spec))
+        if stage:
+            write_atomic(bundle / SPEC_NAME, header + dump_spec(spec))
         argv = local_command(sys.executable, nproc, str(bundle / SPEC_NAME))
         return Prepared("local", "direct", name, spec, option, bundle, local=local, argv=argv, notes=notes)
     # SkyPilot on the user's own Kubernetes context or SSH node pool.
@@ -257,8 +267,7 @@ def _prepare_local(spec: JobSpec, plan: Mapping[str, Any], gpu: str | None, gpus
     remote = dataclasses.replace(remote, gpu=gpu_name, gpus=per_node, nodes=nodes)
     remote, header = apply_config(remote, option)
     secrets = secrets_from_env(environ)
-    bundle = stage_bundle(header + dump_spec(remote), root / name)
-    _add_files(bundle, files)
+    bundle = _stage(header + dump_spec(remote), root / name, files, stage)
     notes = [f"outputs stay on the {local.kind} node: copy them with "
              f"`rsync -Pavz {name}:~/sky_workdir/{spec.output_dir} .`, then `sky down {name}`"]
     if option is None:

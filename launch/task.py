@@ -1,9 +1,10 @@
-"""Build the SkyPilot task for a launch with SkyPilot's Python API (`sky.Task`, `sky.Resources`, `sky.Storage`).
+"""The SkyPilot task for a launch: written by us as task YAML (`task_config`), read by SkyPilot (`build_task`).
 
-Constructing these objects is offline and credential-free (checked against skypilot 0.14.1: `Resources` with
-`infra=` and `accelerators=` reads no catalog; `instance_type=` would, so it is left to SkyPilot's optimizer,
-which picks the cheapest instance with those accelerators in the planned region, as the plan did).
-`import sky` costs 3-4 s, so it happens only inside these functions.
+`--dry-run` prints `task_config` and needs no SkyPilot; a real launch hands the same config to
+`sky.Task.from_yaml_config`, which validates it. Loading it is offline and credential-free (checked against
+skypilot 0.14.1: `infra=` and `accelerators=` read no catalog; `instance_type=` would, so it is left to
+SkyPilot's optimizer, which picks the cheapest instance with those accelerators in the planned region, as the
+plan did). `import sky` costs 3-4 s, so it happens only inside `build_task` and `task_yaml`.
 """
 from __future__ import annotations
 
@@ -108,38 +109,64 @@ def choose_bucket(provider: str, bucket: str | None, spot: bool, default_name: s
     return None
 
 
-def build_task(plan: TaskPlan) -> Any:
-    """The sky.Task (import sky happens here)."""
-    import sky
+REDACTED = "<redacted>"
 
-    resources = sky.Resources(
-        infra=plan.infra,
-        accelerators=plan.accelerators,
-        use_spot=True if plan.spot else None,
-        job_recovery=dict(JOB_RECOVERY) if plan.spot else None,
-        disk_size=plan.disk_size,
-    )
-    task = sky.Task(
-        name=plan.name,
-        setup=plan.setup,
-        run=plan.run,
-        envs=dict(plan.envs) or None,
-        secrets=dict(plan.secrets) or None,
-        workdir=str(plan.workdir),
-        num_nodes=plan.nodes,
-    )
-    task.set_resources(resources)
+
+def task_config(plan: TaskPlan, *, redact: bool = True) -> dict[str, Any]:
+    """The SkyPilot task YAML (as a dict) for the plan, written by us: no SkyPilot import, no credentials.
+
+    Keys follow SkyPilot's task YAML reference (name, resources{infra, accelerators, use_spot, job_recovery,
+    disk_size}, num_nodes, setup, workdir, run, envs, secrets, file_mounts{path: {name|source, store,
+    persistent, mode}}), in the order `sky.Task.to_yaml_config()` writes them. Private fields are left out:
+    SkyPilot sets `resources._requires_fuse` itself when it loads a MOUNT_CACHED storage mount
+    (sky/task.py `set_storage_mounts`). ``redact`` replaces secret values (for printing)."""
+    resources: dict[str, Any] = {}
+    if plan.infra:
+        resources["infra"] = plan.infra
+    if plan.accelerators:
+        name, _, count = plan.accelerators.partition(":")
+        resources["accelerators"] = {name: int(count or 1)}
+    if plan.spot:
+        resources["use_spot"] = True
+        resources["job_recovery"] = {**JOB_RECOVERY, "recover_on_exit_codes": list(JOB_RECOVERY["recover_on_exit_codes"])}
+    if plan.disk_size is not None:
+        resources["disk_size"] = int(plan.disk_size)
+    config: dict[str, Any] = {"name": plan.name}
+    if resources:
+        config["resources"] = resources
+    config.update(num_nodes=plan.nodes, setup=plan.setup, workdir=str(plan.workdir), run=plan.run)
+    if plan.envs:
+        config["envs"] = dict(plan.envs)
+    if plan.secrets:
+        config["secrets"] = {k: REDACTED if redact else v for k, v in plan.secrets.items()}
     if plan.bucket is not None:
         b = plan.bucket
-        kwargs: dict[str, Any] = {"mode": sky.StorageMode.MOUNT_CACHED, "persistent": True}
-        if b.source:
-            kwargs["source"] = b.source
-        else:
-            kwargs["name"] = b.name
-            if b.store:
-                kwargs["stores"] = [sky.StoreType(b.store)]
-        task.set_storage_mounts({OUTPUT_MOUNT: sky.Storage(**kwargs)})
-    return task
+        mount: dict[str, Any] = {"source": b.source} if b.source else {"name": b.name}
+        if not b.source and b.store:
+            mount["store"] = b.store
+        mount.update(persistent=True, mode="MOUNT_CACHED")
+        config["file_mounts"] = {OUTPUT_MOUNT: mount}
+    return config
+
+
+def build_task(plan: TaskPlan) -> Any:
+    """The sky.Task SkyPilot launches: SkyPilot's own reading of `task_config` (import sky happens here), so
+    the YAML `--dry-run` prints is the task that runs."""
+    import sky
+
+    return sky.Task.from_yaml_config(task_config(plan, redact=False))
+
+
+def config_yaml(config: dict[str, Any], secrets: dict[str, str] | None = None) -> str:
+    """A task config as SkyPilot YAML text, secret values redacted wherever they appear."""
+    config = dict(config)
+    if config.get("secrets"):
+        config["secrets"] = {k: REDACTED for k in config["secrets"]}
+    text = yaml.dump(config, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False)
+    for value in (secrets or {}).values():  # belt and braces: no secret value leaves in any form
+        if value:
+            text = text.replace(value, REDACTED)
+    return text
 
 
 class _BlockDumper(yaml.SafeDumper):
@@ -155,15 +182,11 @@ _BlockDumper.add_representer(str, _str)
 
 
 def task_yaml(task: Any, secrets: dict[str, str] | None = None) -> str:
-    """The task as SkyPilot YAML (what `sky launch` takes), with secret values redacted."""
+    """A sky.Task as SkyPilot YAML (what `sky launch` takes), with secret values redacted."""
     from sky.task import redact_task_yaml_dict
 
     config = task.to_yaml_config()
     redact_task_yaml_dict(config)
     if not config.get("volumes"):
         config.pop("volumes", None)
-    text = yaml.dump(config, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False)
-    for value in (secrets or {}).values():  # belt and braces: no secret value leaves in any form
-        if value:
-            text = text.replace(value, "<redacted>")
-    return text
+    return config_yaml(config, secrets)

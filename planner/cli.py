@@ -78,7 +78,10 @@ def main(argv: list[str] | None = None) -> Any:
         return cli.main(args=argv, prog_name="gpuplan", standalone_mode=False)
     except input_errors as exc:  # type: ignore[misc]
         fail(exc.one_line() if hasattr(exc, "one_line") else str(exc))
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("interrupted", err=True)
+            sys.exit(130)
         click.echo("aborted", err=True)
         sys.exit(1)
     except click.exceptions.Exit as exc:

@@ -82,7 +82,11 @@ def launch(job_file: str, target: str, provider: str | None, region: str | None,
            local_profiles: tuple[str, ...], idle_minutes: int,
            max_steps: int | None, output_dir: str | None, sets: tuple[str, ...], dry_run: bool, yes: bool,
            config_format: str | None = None, as_written: bool = False) -> None:
-    """Run JOB.yaml's fine-tuning job on a cloud GPU or on local GPUs."""
+    """Run JOB.yaml's fine-tuning job on a cloud GPU or on local GPUs.
+
+    --dry-run needs no extra: it writes the SkyPilot task YAML itself and stages nothing. A real launch needs
+    SkyPilot (`gpuplan[launch]`) for SkyPilot runs and the trainer (`gpuplan[train]`) to train on this machine;
+    a missing one is named before anything starts (one line, exit 2)."""
     from launch.prepare import format_cost, prepare_launch
     from planner.imports import load_job
 
@@ -97,10 +101,21 @@ def launch(job_file: str, target: str, provider: str | None, region: str | None,
 
         flag = "--provider" if provider else "--region" if region else "--spot"
         raise SpecError(flag, "applies to --target cloud only", "drop it, or use --target cloud")
+    if target == "cloud" and not dry_run:  # before the plan: say what is missing first
+        from launch.extras import LAUNCH_MODULES, require
+
+        require("launch --target cloud", "launch", LAUNCH_MODULES)
     plan = _plan(spec, target, local_profiles, as_written)
-    prepared = prepare_launch(spec, plan, target, provider=provider, region=region, gpu=plan.get("gpu") if gpu else None,
-                              gpus=gpus, spot=spot, bucket=bucket, infra=infra,
-                              local_profile=bool(local_profiles), idle_minutes=idle_minutes)
+    choice = dict(provider=provider, region=region, gpu=plan.get("gpu") if gpu else None, gpus=gpus, spot=spot,
+                  bucket=bucket, infra=infra, local_profile=bool(local_profiles), idle_minutes=idle_minutes)
+    prepared = prepare_launch(spec, plan, target, **choice, stage=False)  # decide; write nothing yet
+    if not dry_run:
+        from launch.extras import LAUNCH_MODULES, require, train_modules
+
+        if prepared.mode == "direct":
+            require("launch --target local", "train", train_modules(spec.method, spec.optimizer))
+        else:
+            require(f"launch --target {target}", "launch", LAUNCH_MODULES)
     where = prepared.local.infra if prepared.local and prepared.local.infra else (
         "this machine" if prepared.mode == "direct" else prepared.task_plan.infra if prepared.task_plan else "")
     rec = plan.get("recommendation") or {}
@@ -124,17 +139,18 @@ def launch(job_file: str, target: str, provider: str | None, region: str | None,
 
         click.echo("run:   " + " ".join(shlex.quote(a) for a in prepared.argv or []))
     else:
-        from launch.task import build_task, task_yaml
-
-        text = task_yaml(build_task(prepared.task_plan), prepared.secrets)
         if dry_run:
+            from launch.task import config_yaml, task_config
+
+            text = config_yaml(task_config(prepared.task_plan), prepared.secrets)
             click.echo("--- SkyPilot task (sky launch / sky jobs launch takes this YAML) ---")
             click.echo(text.rstrip())
     if dry_run:
-        click.echo("dry run: nothing started")
+        click.echo(f"dry run: nothing started, nothing staged (a launch stages the job in {prepared.bundle})")
         return
     if not yes:
         click.confirm("Launch?", abort=True)
+    prepared = prepare_launch(spec, plan, target, **choice)  # the same decision, now staged
 
     if prepared.mode == "direct":
         from launch.submit import run_direct

@@ -123,18 +123,27 @@ def build_snapshot_cmd(from_dir: Path, as_of: str | None, commits: tuple[str, ..
 @click.option("--compute-endpoint-url", help="Override the Compute Engine endpoint (GCP machine types).")
 @click.option("--project", help="GCP project for machine-type lookups (default: $GOOGLE_CLOUD_PROJECT).")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per API call.")
+@click.option("--attempts", type=click.IntRange(1, 20), default=5, show_default=True,
+              help="Tries per API call (throttling, 5xx and timeouts are retried with backoff).")
 def refresh_cmd(provider: str, regions: tuple[str, ...], endpoint_url: str | None, ec2_endpoint_url: str | None,
-                compute_endpoint_url: str | None, project: str | None, timeout: float) -> None:
-    """Fetch live prices into the user cache (~/.cache/gpuplan/prices; GPUPLAN_CACHE_DIR overrides)."""
+                compute_endpoint_url: str | None, project: str | None, timeout: float, attempts: int) -> None:
+    """Fetch live prices into the user cache (~/.cache/gpuplan/prices; GPUPLAN_CACHE_DIR overrides).
+
+    Exit 2 when the provider's SDK or credentials are missing (one line with the fix), 1 when the provider
+    cannot be reached or answers badly; either way the cached catalog, if any, is left as it was."""
+    from pricing.cache import live_file
     from pricing.errors import RefreshError
     from pricing.refresh import refresh
 
     try:
         result = refresh(provider, regions=list(regions) or None, endpoint_url=endpoint_url,
                          ec2_endpoint_url=ec2_endpoint_url, compute_endpoint_url=compute_endpoint_url,
-                         project=project, timeout=timeout, progress=True)
+                         project=project, timeout=timeout, attempts=attempts, progress=True)
     except RefreshError as exc:
-        click.echo(f"error: {provider} refresh failed: {exc}; kept the last good catalog", err=True)
+        previous = live_file(provider)
+        kept = (f"kept the last good catalog ({previous})" if previous.is_file()
+                else "no live catalog was written; plans use the bundled snapshot")
+        click.echo(f"error: {provider} refresh failed: {exc}; {kept}", err=True)
         sys.exit(1)
     click.echo(f"{provider}: {len(result.offers)} offers written to {result.path} (as of {result.as_of})")
     for w in result.warnings:

@@ -42,3 +42,25 @@ def catalogs_dir(shared: Path) -> Path:
 @pytest.fixture(scope="session")
 def measurements_csv(shared: Path) -> Path:
     return shared / "data" / "measurements" / "published.csv"
+
+
+# Tests that take over ~20 s on the 2-core CI machine (training a model, a real browser, SkyPilot's optimizer
+# in a subprocess), marked `slow` in one place: `pytest -m "not slow"` is the quick loop; CI runs them all.
+# A node id prefix: a whole file, or one test (its parametrized cases included).
+SLOW_TESTS = (
+    "tests/test_train_qlora.py::test_smoke_job_trains_and_reports",
+    "tests/test_train_qlora.py::test_sigterm_saves_and_the_same_command_resumes_to_the_same_result",
+    "tests/test_train_qlora.py::test_adapter_reloads_onto_the_base_and_gives_the_same_logits",
+    "tests/test_train_qlora.py::test_ddp_over_two_cpu_processes",
+    "tests/test_train_benchmark.py",
+    "tests/test_report_browser.py",
+    "tests/test_launch_cli.py::test_local_direct_run_trains_the_smoke_model_and_leaves_an_adapter",
+    "tests/test_launch_cli.py::test_local_direct_run_passes_on_the_trainers_exit_code",
+    "tests/test_launch_cli.py::test_skypilots_optimizer_picks_the_instance_the_plan_recommends",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith(SLOW_TESTS):
+            item.add_marker(pytest.mark.slow)

@@ -33,11 +33,21 @@ class RefreshResult:
 
 
 class Progress:
-    """A rich progress bar on stderr (or nothing), advanced by the fetchers."""
+    """A rich progress bar on stderr (or nothing), advanced by the fetchers.
+
+    The bar appears only once its total is known, so a refresh that fails before its first request (no
+    credentials, no project) shows none, and a started one never reads "0/None".
+    """
 
     def __init__(self, enabled: bool, description: str) -> None:
+        self._enabled = enabled
+        self._description = description
         self._bar = None
-        if enabled:
+
+    def total(self, n: int) -> None:
+        if not self._enabled:
+            return
+        if self._bar is None:
             from rich.console import Console
             from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
 
@@ -45,10 +55,8 @@ class Progress:
                                      TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                                      console=Console(stderr=True), transient=True)
             self._bar.start()
-            self._task = self._bar.add_task(description, total=None)
-
-    def total(self, n: int) -> None:
-        if self._bar:
+            self._task = self._bar.add_task(self._description, total=n)
+        else:
             self._bar.update(self._task, total=n)
 
     def step(self, label: str | None = None) -> None:
@@ -58,6 +66,31 @@ class Progress:
     def close(self) -> None:
         if self._bar:
             self._bar.stop()
+            self._bar = None
+
+
+# Error codes with which the providers refuse credentials (AWS API error codes for STS/EC2/Price List;
+# Google API status names), each the user's to fix rather than a network failure.
+REFUSED_CREDENTIALS = {
+    "UnrecognizedClientException", "InvalidClientTokenId", "AuthFailure", "ExpiredToken", "ExpiredTokenException",
+    "SignatureDoesNotMatch", "AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
+    "Unauthenticated", "PermissionDenied", "Forbidden", "Unauthorized",
+}
+
+
+def _refused_credentials(exc: BaseException) -> str | None:
+    """The provider's error code when exc says the credentials were refused, else None."""
+    code = None
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):  # botocore ClientError
+        code = (response.get("Error") or {}).get("Code")
+    if code is None:
+        code = type(exc).__name__  # google.api_core.exceptions.Unauthenticated / PermissionDenied / Forbidden
+    if code in REFUSED_CREDENTIALS:
+        return str(code)
+    if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"):
+        return type(exc).__name__
+    return None
 
 
 def refresh(provider: str, *, regions: list[str] | None = None, endpoint_url: str | None = None,
@@ -69,9 +102,15 @@ def refresh(provider: str, *, regions: list[str] | None = None, endpoint_url: st
 
     `attempts`: tries per API call (throttling, 5xx and timeouts are retried with exponential backoff)."""
     from pricing.cache import cache_dir, live_file, locked, write_atomic
+    from pricing.refresh.preflight import AWS_FIX, GCP_FIX, require_credentials, require_sdk
     from pricing.snapshot import OffersFile, dumps
     from pricing.validate import spread_warnings
 
+    if provider not in ("aws", "gcp"):
+        raise PricingInputError("--provider", f"live refresh does not support {provider!r}", "use aws or gcp")
+    require_sdk(provider)
+    gcp_anonymous = provider == "gcp" and bool(endpoint_url or os.environ.get("GPUPLAN_GCP_BILLING_ENDPOINT"))
+    require_credentials(provider, anonymous=gcp_anonymous)
     as_of = (today or _dt.date.today()).isoformat()
     bar = Progress(progress, f"{provider} prices")
     try:
@@ -95,6 +134,10 @@ def refresh(provider: str, *, regions: list[str] | None = None, endpoint_url: st
     except (PricingInputError, RefreshError):
         raise
     except Exception as exc:  # noqa: BLE001 - every client failure becomes one message, nothing written
+        code = _refused_credentials(exc)
+        if code is not None:
+            raise PricingInputError("--provider", f"{provider} refused the credentials ({code})",
+                                    AWS_FIX if provider == "aws" else GCP_FIX) from None
         raise RefreshError(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
     finally:
         bar.close()
