@@ -43,6 +43,7 @@ class Prepared:
     idle_minutes: int | None = None
     secrets: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    spec_yaml: str = ""  # the job.yaml shipped in the bundle, byte for byte (dry runs print it)
 
     @property
     def spec_path(self) -> Path:
@@ -198,7 +199,8 @@ def _prepare_cloud(spec: JobSpec, plan: Mapping[str, Any], option: dict[str, Any
         notes.append(f"outputs stay on the cluster's disk ({provider} has no object store); copy them with "
                      f"`rsync -Pavz {name}:~/sky_workdir/{spec.output_dir} .` before autodown, or pass --bucket")
     secrets = secrets_from_env(environ)
-    bundle = _stage(header + dump_spec(remote), root / name, files, stage)
+    spec_yaml = header + dump_spec(remote)
+    bundle = _stage(spec_yaml, root / name, files, stage)
     tp = TaskPlan(
         name=name, workdir=bundle, setup=setup_command(train_requirements()),
         run=run_command(nodes, per_node), infra=f"{provider}/{option['region']}" if option.get("region") else provider,
@@ -207,7 +209,7 @@ def _prepare_cloud(spec: JobSpec, plan: Mapping[str, Any], option: dict[str, Any
         bucket=out, secrets=secrets, envs={"GPUPLAN_JOB": name},
     )
     return Prepared("cloud", "managed-job" if spot else "cluster", name, remote, option, bundle, task_plan=tp,
-                    idle_minutes=None if spot else idle_minutes, secrets=secrets, notes=notes)
+                    idle_minutes=None if spot else idle_minutes, secrets=secrets, notes=notes, spec_yaml=spec_yaml)
 
 
 def detect_gpus() -> list[str]:
@@ -252,10 +254,12 @@ def _prepare_local(spec: JobSpec, plan: Mapping[str, Any], gpu: str | None, gpus
         spec, header = apply_config(spec, option)
         name = job_name(spec, "local", None)
         bundle = root / name
+        spec_yaml = header + dump_spec(spec)
         if stage:
-            write_atomic(bundle / SPEC_NAME, header + dump_spec(spec))
+            write_atomic(bundle / SPEC_NAME, spec_yaml)
         argv = local_command(sys.executable, nproc, str(bundle / SPEC_NAME))
-        return Prepared("local", "direct", name, spec, option, bundle, local=local, argv=argv, notes=notes)
+        return Prepared("local", "direct", name, spec, option, bundle, local=local, argv=argv, notes=notes,
+                        spec_yaml=spec_yaml)
     # SkyPilot on the user's own Kubernetes context or SSH node pool.
     option = _local_option(plan, gpu, gpus, local_profile)
     name = job_name(spec, "local", local.infra)
@@ -267,7 +271,8 @@ def _prepare_local(spec: JobSpec, plan: Mapping[str, Any], gpu: str | None, gpus
     remote = dataclasses.replace(remote, gpu=gpu_name, gpus=per_node, nodes=nodes)
     remote, header = apply_config(remote, option)
     secrets = secrets_from_env(environ)
-    bundle = _stage(header + dump_spec(remote), root / name, files, stage)
+    spec_yaml = header + dump_spec(remote)
+    bundle = _stage(spec_yaml, root / name, files, stage)
     notes = [f"outputs stay on the {local.kind} node: copy them with "
              f"`rsync -Pavz {name}:~/sky_workdir/{spec.output_dir} .`, then `sky down {name}`"]
     if option is None:
@@ -282,7 +287,7 @@ def _prepare_local(spec: JobSpec, plan: Mapping[str, Any], gpu: str | None, gpus
         secrets=secrets, envs={"GPUPLAN_JOB": name},
     )
     return Prepared("local", "cluster", name, remote, option, bundle, task_plan=tp, local=local,
-                    secrets=secrets, notes=notes)
+                    secrets=secrets, notes=notes, spec_yaml=spec_yaml)
 
 
 def local_price(prepared: Prepared, plan: Mapping[str, Any]) -> tuple[str, str, float] | None:

@@ -87,7 +87,7 @@ def launch(job_file: str, target: str, provider: str | None, region: str | None,
     --dry-run needs no extra: it writes the SkyPilot task YAML itself and stages nothing. A real launch needs
     SkyPilot (`gpuplan[launch]`) for SkyPilot runs and the trainer (`gpuplan[train]`) to train on this machine;
     a missing one is named before anything starts (one line, exit 2)."""
-    from launch.prepare import format_cost, prepare_launch
+    from launch.prepare import SPEC_NAME, format_cost, prepare_launch
     from planner.imports import load_job
 
     overrides = {**_parse_sets(sets), "max_steps": max_steps, "output_dir": output_dir, "gpu": gpu, "gpus": gpus}
@@ -146,6 +146,8 @@ def launch(job_file: str, target: str, provider: str | None, region: str | None,
             click.echo("--- SkyPilot task (sky launch / sky jobs launch takes this YAML) ---")
             click.echo(text.rstrip())
     if dry_run:
+        click.echo(f"--- {SPEC_NAME} (shipped in the workdir; the trainer reads it) ---")
+        click.echo(prepared.spec_yaml.rstrip())
         click.echo(f"dry run: nothing started, nothing staged (a launch stages the job in {prepared.bundle})")
         return
     if not yes:

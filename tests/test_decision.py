@@ -422,8 +422,10 @@ def test_gpuplan_launch_dry_run_ships_the_tuned_job(tmp_path):
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "gpuplan plan priced this option with" in r.stdout and "all-in" not in r.stderr
-    workdir = next(line.split(":", 1)[1].strip() for line in r.stdout.splitlines() if line.startswith("workdir:"))
-    shipped = yaml.safe_load((Path(workdir) / "job.yaml").read_text())
+    # nothing is staged on a dry run: the job.yaml it would ship is printed between its header and the end line
+    text = r.stdout.split("--- job.yaml (shipped in the workdir; the trainer reads it) ---\n", 1)[1]
+    shipped = yaml.safe_load(text.split("\ndry run:", 1)[0])
+    assert not (tmp_path / "gpuplan" / "launches").exists()
     assert shipped["gradient_checkpointing"] is False  # the tuned configuration, not the job as written
     assert shipped["batch_size"] * shipped["grad_accum"] * shipped["gpus"] * shipped["nodes"] == 8
 
