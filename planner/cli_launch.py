@@ -134,6 +134,9 @@ def launch(job_file: str, target: str, provider: str | None, region: str | None,
     if others:
         click.echo(f"       ({others} other price-data warnings: see `gpuplan plan`)")
 
+    if dry_run:
+        click.echo(f"--- {SPEC_NAME} (shipped in the workdir; the trainer reads it) ---")
+        click.echo(prepared.spec_yaml.rstrip())
     if prepared.mode == "direct":
         import shlex
 
@@ -146,8 +149,6 @@ def launch(job_file: str, target: str, provider: str | None, region: str | None,
             click.echo("--- SkyPilot task (sky launch / sky jobs launch takes this YAML) ---")
             click.echo(text.rstrip())
     if dry_run:
-        click.echo(f"--- {SPEC_NAME} (shipped in the workdir; the trainer reads it) ---")
-        click.echo(prepared.spec_yaml.rstrip())
         click.echo(f"dry run: nothing started, nothing staged (a launch stages the job in {prepared.bundle})")
         return
     if not yes:

@@ -424,7 +424,7 @@ def test_gpuplan_launch_dry_run_ships_the_tuned_job(tmp_path):
     assert "gpuplan plan priced this option with" in r.stdout and "all-in" not in r.stderr
     # nothing is staged on a dry run: the job.yaml it would ship is printed between its header and the end line
     text = r.stdout.split("--- job.yaml (shipped in the workdir; the trainer reads it) ---\n", 1)[1]
-    shipped = yaml.safe_load(text.split("\ndry run:", 1)[0])
+    shipped = yaml.safe_load(text.split("\n--- SkyPilot task", 1)[0])
     assert not (tmp_path / "gpuplan" / "launches").exists()
     assert shipped["gradient_checkpointing"] is False  # the tuned configuration, not the job as written
     assert shipped["batch_size"] * shipped["grad_accum"] * shipped["gpus"] * shipped["nodes"] == 8
