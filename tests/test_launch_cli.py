@@ -71,7 +71,7 @@ def test_cloud_dry_run_prints_the_task_and_cost_and_starts_nothing(job, env, tmp
     assert "dry run: nothing started" in out and "[cluster]" in out
     cost = next(line for line in out.splitlines() if line.startswith("cost:"))
     assert "gcp" in cost and "on-demand" in cost and "estimated" in cost and "$" in cost
-    task = yaml.safe_load(out.split("---\n", 1)[1].rsplit("dry run:", 1)[0])
+    task = yaml.safe_load(out.split("takes this YAML) ---\n", 1)[1].rsplit("dry run:", 1)[0])
     assert task["resources"]["infra"].startswith("gcp/") and "use_spot" not in task["resources"]
     assert task["run"] == "python -m train --config job.yaml"
     assert task["secrets"] == {"HF_TOKEN": "<redacted>"}

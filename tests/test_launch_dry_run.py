@@ -61,7 +61,7 @@ def gpuplan_without(modules: list[str], args: list[str], env: dict[str, str], cw
 
 
 def task_from(stdout: str) -> dict:
-    return yaml.safe_load(stdout.split("---\n", 1)[1].rsplit("dry run:", 1)[0])
+    return yaml.safe_load(stdout.split("takes this YAML) ---\n", 1)[1].rsplit("dry run:", 1)[0])
 
 
 def one_error_line(r: subprocess.CompletedProcess) -> str:
