@@ -60,7 +60,8 @@ def test_plan_document_carries_these_rows(spot_doc, local_doc):
 def test_throughput_error_moves_hours_inversely(on_demand_doc):
     rec = on_demand_doc["recommendation"]
     rows = sensitivity_rows(on_demand_doc)
-    assert [r["assumption"].startswith("throughput") for r in rows] == [True]  # on-demand cloud: nothing else
+    # on-demand cloud without a start-up figure: throughput, price and dataset size, nothing spot or local
+    assert [r["assumption"].split(" (")[0] for r in rows] == ["throughput estimate", "on-demand price", "dataset size"]
     row = rows[0]
     e = on_demand_doc["accuracy"].get("throughput_median_ape_pct", DEFAULT_THROUGHPUT_ERROR_PCT) / 100
     assert row["base"] == rec["tokens_per_s"]
@@ -108,3 +109,27 @@ def test_local_profile_is_rebuilt_exactly_from_the_document(local_doc):
 
 def test_no_recommendation_no_rows():
     assert sensitivity_rows({"options": [], "recommendation": None}) == []
+
+
+def test_price_and_dataset_size_scale_the_cost_linearly(spot_doc, on_demand_doc):
+    from planner.sensitivity import DATASET_RANGE, PRICE_RANGES
+
+    for doc, kind in ((spot_doc, "spot"), (on_demand_doc, "on-demand")):
+        rec = doc["recommendation"]
+        rows = _by_name(sensitivity_rows(doc))
+        lo, hi = PRICE_RANGES[kind]
+        price = rows[f"{kind} price"]
+        assert price["low"] == pytest.approx(rec["usd_per_hour"] * lo)
+        assert (price["cost_low_usd"], price["cost_high_usd"]) == (pytest.approx(rec["cost_usd"] * lo),
+                                                                   pytest.approx(rec["cost_usd"] * hi))
+        size = rows["dataset size"]
+        assert (size["cost_low_usd"], size["cost_high_usd"]) == (pytest.approx(rec["cost_usd"] * DATASET_RANGE[0]),
+                                                                 pytest.approx(rec["cost_usd"] * DATASET_RANGE[1]))
+
+
+def test_start_up_time_row_appears_when_the_plan_has_start_up(on_demand_doc):
+    rec = dict(on_demand_doc["recommendation"], startup_hours=0.25)
+    row = _by_name(sensitivity_rows({**on_demand_doc, "recommendation": rec}))["start-up time"]
+    assert (row["low"], row["high"]) == (0.125, 0.5)
+    assert row["cost_high_usd"] - row["cost_low_usd"] == pytest.approx(rec["usd_per_hour"] * 0.375)
+    assert row["base_cost_usd"] == pytest.approx(rec["cost_usd"] + rec["usd_per_hour"] * 0.25)
