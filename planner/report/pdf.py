@@ -41,26 +41,48 @@ def find_chromium() -> str | None:
     return None
 
 
-def chromium_pdf(html_text: str, chromium: str) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="gpuplan-pdf-") as tmp:
-        page = Path(tmp) / "report.html"
-        out = Path(tmp) / "report.pdf"
+class ChromiumPrint:
+    """A Chromium print-to-PDF running in the background (the report builds the CSV and XLSX meanwhile)."""
+
+    def __init__(self, html_text: str, chromium: str) -> None:
+        self.chromium = chromium
+        self.tmp = tempfile.mkdtemp(prefix="gpuplan-pdf-")
+        page = Path(self.tmp) / "report.html"
+        self.out = Path(self.tmp) / "report.pdf"
         page.write_text(html_text, encoding="utf-8")
         args = [chromium, "--headless", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--disable-extensions", "--disable-default-apps",
-                "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={Path(tmp) / 'profile'}",
-                "--no-pdf-header-footer", f"--print-to-pdf={out}", page.as_uri()]
+                "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={Path(self.tmp) / 'profile'}",
+                "--no-pdf-header-footer", f"--print-to-pdf={self.out}", page.as_uri()]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+
+    def result(self) -> bytes:
         try:
-            result = subprocess.run(args, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT_S,
-                                    stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise ReportDependencyError(f"report.pdf: {chromium} did not finish in {CHROMIUM_TIMEOUT_S} s") from None
-        if result.returncode != 0 or not out.is_file() or out.stat().st_size == 0:
-            tail = (result.stderr or "").strip().splitlines()[-1:] or ["no output"]
-            raise ReportDependencyError(f"report.pdf: {chromium} failed to print ({tail[0][:160]})")
-        return out.read_bytes()
+            try:
+                _, err = self.proc.communicate(timeout=CHROMIUM_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                raise ReportDependencyError(
+                    f"report.pdf: {self.chromium} did not finish in {CHROMIUM_TIMEOUT_S} s") from None
+            if self.proc.returncode != 0 or not self.out.is_file() or self.out.stat().st_size == 0:
+                tail = (err or "").strip().splitlines()[-1:] or ["no output"]
+                raise ReportDependencyError(f"report.pdf: {self.chromium} failed to print ({tail[0][:160]})")
+            return self.out.read_bytes()
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Stop the browser if it still runs and remove its files (on failure or Ctrl-C elsewhere)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def chromium_pdf(html_text: str, chromium: str) -> bytes:
+    return ChromiumPrint(html_text, chromium).result()
 
 
 def weasyprint_pdf(html_text: str) -> bytes:
@@ -74,12 +96,34 @@ def weasyprint_pdf(html_text: str) -> bytes:
     return weasyprint.HTML(string=html_text, url_fetcher=_no_fetch).write_pdf()
 
 
-def html_to_pdf(html_text: str) -> bytes:
+class _Done:
+    def __init__(self, fn, html_text: str) -> None:
+        self.fn, self.html_text = fn, html_text
+
+    def result(self) -> bytes:
+        return self.fn(self.html_text)
+
+    def cancel(self) -> None:
+        pass
+
+
+def _chromium_or_none() -> str | None:
     engine = os.environ.get("GPUPLAN_PDF_ENGINE", "").strip().lower()
     chromium = None if engine == "weasyprint" else find_chromium()
-    if chromium:
-        return chromium_pdf(html_text, chromium)
-    if engine == "chromium":
+    if chromium is None and engine == "chromium":
         raise ReportDependencyError("report.pdf: GPUPLAN_PDF_ENGINE=chromium but no Chromium found "
                                     "(apt-get install chromium, or set GPUPLAN_CHROMIUM)")
-    return weasyprint_pdf(html_text)
+    return chromium
+
+
+def start_pdf(html_text: str):  # -> ChromiumPrint | _Done, each with .result() -> bytes and .cancel()
+    """Start printing ``html_text``; call .result() for the PDF bytes (Chromium prints in the background)."""
+    chromium = _chromium_or_none()
+    if chromium:
+        return ChromiumPrint(html_text, chromium)
+    return _Done(weasyprint_pdf, html_text)
+
+
+def html_to_pdf(html_text: str) -> bytes:
+    chromium = _chromium_or_none()
+    return chromium_pdf(html_text, chromium) if chromium else weasyprint_pdf(html_text)

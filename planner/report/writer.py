@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from planner.report.safe import finite_json
 from planner.report.schema import check_schema, read_document
@@ -55,18 +55,24 @@ def render_report(doc: dict[str, Any], formats: Iterable[str] = FORMATS) -> dict
         raise SpecError("formats", f"unknown format {unknown[0]!r}", f"use some of {', '.join(FORMATS)}")
     out: dict[str, bytes] = {}
     html_text = page.render_html(doc) if ("html" in wanted or "pdf" in wanted) else ""
-    builders: dict[str, Callable[[], None]] = {
-        "json": lambda: out.__setitem__("report.json", document_json(doc).encode()),
-        "html": lambda: out.__setitem__("report.html", html_text.encode()),
-        "pdf": lambda: out.__setitem__("report.pdf", pdf.html_to_pdf(html_text)),
-        "csv": lambda: (out.__setitem__("options.csv", tables.options_csv(doc).encode()),
-                        out.__setitem__("assumptions.csv", tables.assumptions_csv(doc).encode())),
-        "xlsx": lambda: out.__setitem__("report.xlsx", tables.report_xlsx(doc)),
-    }
-    for fmt in FORMATS:
-        if fmt in wanted:
-            builders[fmt]()
-    return out
+    printing = pdf.start_pdf(html_text) if "pdf" in wanted else None  # prints while the tables are built
+    try:
+        if "json" in wanted:
+            out["report.json"] = document_json(doc).encode()
+        if "html" in wanted:
+            out["report.html"] = html_text.encode()
+        if "csv" in wanted:
+            out["options.csv"] = tables.options_csv(doc).encode()
+            out["assumptions.csv"] = tables.assumptions_csv(doc).encode()
+        if "xlsx" in wanted:
+            out["report.xlsx"] = tables.report_xlsx(doc)
+        if printing is not None:
+            out["report.pdf"] = printing.result()
+    except BaseException:
+        if printing is not None:
+            printing.cancel()
+        raise
+    return {name: out[name] for fmt in FORMATS if fmt in wanted for name in FILES[fmt]}
 
 
 ALL_FILES = frozenset(name for names in FILES.values() for name in names)
