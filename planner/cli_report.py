@@ -6,6 +6,7 @@ adds the measured time and cost of runs (their summary.json) against the plan.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -27,6 +28,15 @@ def report(job: str | None, out_dir: str, from_json: str | None, actual_dirs: tu
            **kwargs: Any) -> None:
     """Write a finance report (HTML, PDF, JSON, CSV, XLSX) for JOB.yaml, or regenerate one with --from.
     JOB and the flags are those of `gpuplan plan`; every number comes from the plan document."""
+    try:
+        _report(job, out_dir, from_json, actual_dirs, kwargs)
+    except KeyboardInterrupt:  # click would turn it into "Aborted!" and exit 1; a shell expects 130
+        click.echo("interrupted: the previous report (if any) is unchanged", err=True)
+        sys.exit(130)
+
+
+def _report(job: str | None, out_dir: str, from_json: str | None, actual_dirs: tuple[str, ...],
+            kwargs: dict[str, Any]) -> None:
     from planner.report import load_document, write_report
     from planner.report.pdf import ReportDependencyError
     from planner.report.writer import check_target

@@ -106,7 +106,16 @@ def _list_of_dicts(path: str, v: Any) -> list:
 
 
 def check_schema(doc: Any, where: str = "--from") -> dict[str, Any]:
-    """Raise SpecError unless ``doc`` has the shape and types of a plan document."""
+    """Raise SpecError unless ``doc`` has the shape and types of a plan document (errors name ``where``)."""
+    try:
+        return _check_schema(doc, where)
+    except SpecError as exc:
+        if where != "--from" and exc.field.startswith("--from"):
+            raise SpecError(where + exc.field[len("--from"):], exc.problem, exc.fix) from None
+        raise
+
+
+def _check_schema(doc: Any, where: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise SpecError(where, "is not a JSON object", FIX)
     missing = [k for k in ("options", "recommendation") if k not in doc]

@@ -48,7 +48,7 @@ def render_report(doc: dict[str, Any], formats: Iterable[str] = FORMATS) -> dict
     """File name -> contents for the requested formats, all rendered before anything is written."""
     from planner.report import page, pdf, tables
 
-    check_document(doc)
+    doc = check_document(finite_json(doc))  # a non-finite number is shown and saved as "n/a" / null
     wanted = list(formats)
     unknown = [f for f in wanted if f not in FORMATS]
     if unknown:
