@@ -334,20 +334,18 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
                prof.get("usd_per_gpu_hour")], {2: USD_SMALL, 4: USD_SMALL})
         s.add(["local cost per run, fully loaded", f"={t('loaded_run')}", "USD", prof.get("loaded_cost_usd")],
               {2: USD, 4: USD})
-        r_run = s.add(["local running cost per month (upkeep + power)", f"={t('running_month')}", "USD",
-                       local.get("running_per_month_usd")], {2: USD, 4: USD})
-        r_lm = s.add(["local per month, amortised", f"={t('amortised_month')}", "USD", local.get("per_month_usd")],
-                     {2: USD, 4: USD})
-        s.add(["local per year, amortised", f"=B{r_lm}*12", "USD", local.get("per_year_usd")], {2: USD, 4: USD})
+        # the plan's own period totals are listed below as they are (its definitions); here, the workbook's
+        r_run = s.add(["local running cost per month (upkeep + power)", f"={t('running_month')}", "USD", None],
+                      {2: USD, 4: USD})
+        r_lm = s.add(["local per month, amortised", f"={t('amortised_month')}", "USD", None], {2: USD, 4: USD})
+        s.add(["local per year, amortised", f"=B{r_lm}*12", "USD", None], {2: USD, 4: USD})
         r_lh = s.add(["local over the horizon (capex + running)", f"=B{r_capex}+B{r_run}*{ref['horizon']}", "USD",
-                      local.get("horizon_usd")], {2: USD, 4: USD})
+                      None], {2: USD, 4: USD})
         s.add(["payback month (local capex against cloud spend)",
-               f'=IF(B{r_cm}>B{r_run},ROUNDUP(B{r_capex}/(B{r_cm}-B{r_run}),0),"never")', "month",
-               local.get("payback_month")])
+               f'=IF(B{r_cm}>B{r_run},ROUNDUP(B{r_capex}/(B{r_cm}-B{r_run}),0),"never")', "month", None])
         s.add(["break-even utilisation against the recommendation", f"={t('break_even')}", "",
                prof.get("break_even_vs_recommendation")], {2: PCT, 4: PCT})
-        s.add(["cheaper over the horizon", f'=IF(B{r_ch}<=B{r_lh},"cloud","local")', "",
-               periods.get("cheapest")])
+        s.add(["cheaper over the horizon (cloud or local)", f'=IF(B{r_ch}<=B{r_lh},"cloud","local")', "", None])
     if periods.get("scenarios"):
         s.add([])
         s.add(["the plan's period totals", "per run", "per month", "per year", "over the horizon", "capex",
