@@ -28,7 +28,10 @@ def describe(o: dict[str, Any] | None) -> str:
     if not o:
         return "none in this plan"
     where = f" in {o['region']}" if o.get("region") else ""
-    head = f"{o.get('provider')} {o.get('instance_type')}{where}, {o.get('gpus')} x {o.get('gpu')}, {kind(o)}"
+    if o.get("target") == "local":
+        head = f"{o.get('instance_type')} (own hardware), {o.get('gpus')} x {o.get('gpu')}"
+    else:
+        head = f"{o.get('provider')} {o.get('instance_type')}{where}, {o.get('gpus')} x {o.get('gpu')}, {kind(o)}"
     cost = _num(o.get("cost_with_startup_usd")) or _num(o.get("cost_usd"))
     hours = _num(o.get("time_to_result_hours")) or _num(o.get("hours"))
     if cost is not None and hours is not None:
