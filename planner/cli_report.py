@@ -49,14 +49,16 @@ def _report(job: str | None, out_dir: str, from_json: str | None, actual_dirs: t
             raise SpecError("--from", "regenerates a saved plan as it is",
                             "drop JOB and the plan flags, or drop --from to plan again")
         doc = load_document(from_json)
+        checked = not actual_dirs
     else:
+        checked = False
         doc = plan_from_cli(job, kwargs)
     if actual_dirs:
         from planner.report.actual import actual_rows
 
         doc = {**doc, "actuals": actual_rows(doc, actual_dirs)}
     try:
-        written = write_report(doc, out_dir)
+        written = write_report(doc, out_dir, checked=checked)
     except ReportDependencyError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {len(written)} files to {out_dir}: {', '.join(sorted(written))}")

@@ -44,11 +44,14 @@ def document_json(doc: dict[str, Any]) -> str:
     return json.dumps(finite_json(doc), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def render_report(doc: dict[str, Any], formats: Iterable[str] = FORMATS) -> dict[str, bytes]:
-    """File name -> contents for the requested formats, all rendered before anything is written."""
+def render_report(doc: dict[str, Any], formats: Iterable[str] = FORMATS, *, checked: bool = False
+                  ) -> dict[str, bytes]:
+    """File name -> contents for the requested formats, all rendered before anything is written.
+    ``checked``: the document was read by load_document (strict JSON, schema checked) and needs no second pass."""
     from planner.report import page, pdf, tables
 
-    doc = check_document(finite_json(doc))  # a non-finite number is shown and saved as "n/a" / null
+    if not checked:
+        doc = check_document(finite_json(doc))  # a non-finite number is shown and saved as "n/a" / null
     wanted = list(formats)
     unknown = [f for f in wanted if f not in FORMATS]
     if unknown:
@@ -146,12 +149,12 @@ def swap_in(target: Path, files: dict[str, bytes]) -> dict[str, Path]:
 
 
 def write_report(doc: dict[str, Any], out_dir: str | os.PathLike[str],
-                 formats: Iterable[str] = FORMATS) -> dict[str, Path]:
+                 formats: Iterable[str] = FORMATS, *, checked: bool = False) -> dict[str, Path]:
     """Write the report files for ``doc`` as one set into ``out_dir`` (created if needed); returns name -> path.
 
     Reads only the document: every number shown is one the plan computed. The set replaces the previous one
     whole (see swap_in); a report file of a format not asked for this time does not survive from the old set.
     """
     target = check_target(out_dir)
-    files = render_report(doc, formats)
+    files = render_report(doc, formats, checked=checked)
     return swap_in(target, files)

@@ -370,19 +370,20 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
     n_rows = 1
     for o in doc.get("options") or []:
         n_rows += 1
-        row = []
-        for i, c in enumerate(cols, start=1):
-            cell = options_ws.cell(row=n_rows, column=i, value=option_cell(o, c, doc))
-            row.append(cell)
-        for i, f in formats.items():
-            row[i].number_format = f
-        if is_recommended(o, doc):
-            for c in row:
-                c.fill = fill
-                c.font = bold
-        elif price_flag(o, doc) in ("stale", "outlier"):
-            for c in row:
-                c.fill = flag_fill
+        recommended = is_recommended(o, doc)
+        flagged = not recommended and price_flag(o, doc) in ("stale", "outlier")
+        for i, c in enumerate(cols):
+            value = option_cell(o, c, doc)
+            if value is None and not (recommended or flagged):
+                continue  # an empty cell costs as much to write as a full one
+            cell = options_ws.cell(row=n_rows, column=i + 1, value=value)
+            if i in formats:
+                cell.number_format = formats[i]
+            if recommended:
+                cell.fill = fill
+                cell.font = bold
+            elif flagged:
+                cell.fill = flag_fill
     options_ws.freeze_panes = "A2"
     options_ws.auto_filter.ref = f"A1:{get_column_letter(len(cols))}{n_rows}"
     for i, c in enumerate(cols, start=1):
