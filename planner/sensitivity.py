@@ -14,7 +14,8 @@ Rows:
 - price: the option's $/h at the ends of PRICE_RANGES (spot prices move more than list prices). Every option.
 - dataset size: half and double the tokens (hours and cost scale with tokens; start-up does not). Every option.
 - start-up time: half and double the plan's `startup_hours`, where the plan carries it.
-- utilisation, electricity price, hardware price, lifetime: for a local option, the profile's cost per
+- utilisation, electricity price, hardware price, lifetime: for a local option (and, for a cloud recommendation,
+  for the cheapest local option that fits, marked ``alternative``), the profile's cost per
   GPU-hour recomputed by pricing.local at each end of the range (see LOCAL_RANGES).
 """
 from __future__ import annotations
@@ -228,4 +229,21 @@ def sensitivity_rows(doc: dict[str, Any], *, throughput_error_pct: float | None 
         if row:
             rows.append(row)
     rows.extend(local_rows(rec, doc))
+    if rec.get("target") != "local":
+        rows.extend(local_alternative_rows(doc))
+    return rows
+
+
+def local_alternative_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """For a cloud recommendation: the ownership rows (LOCAL_RANGES) of the cheapest local option that fits, each
+    marked ``alternative`` with its own ``base_cost_usd`` -- what finance asks before buying instead of renting."""
+    local = [o for o in doc.get("options") or [] if o.get("target") == "local" and o.get("fits")
+             and isinstance(o.get("cost_usd"), (int, float)) and o.get("hours")]
+    if not local:
+        return []
+    alt = min(local, key=lambda o: o["cost_usd"])
+    rows = local_rows(alt, doc)
+    for row in rows:
+        row["alternative"] = True
+        row["base_cost_usd"] = alt["cost_usd"]
     return rows

@@ -133,3 +133,35 @@ def test_start_up_time_row_appears_when_the_plan_has_start_up(on_demand_doc):
     assert (row["low"], row["high"]) == (0.125, 0.5)
     assert row["cost_high_usd"] - row["cost_low_usd"] == pytest.approx(rec["usd_per_hour"] * 0.375)
     assert row["base_cost_usd"] == pytest.approx(rec["cost_usd"] + rec["usd_per_hour"] * 0.25)
+
+
+@pytest.fixture(scope="module")
+def mixed_doc():
+    doc = _plan()  # cloud and local options; the recommendation is a cloud one
+    assert doc["recommendation"]["target"] == "cloud"
+    return doc
+
+
+def test_a_cloud_recommendation_carries_its_local_alternatives_ownership_rows(mixed_doc):
+    from pricing.local import job_cost
+
+    spot_doc = mixed_doc
+    rows = [r for r in sensitivity_rows(spot_doc) if r.get("alternative")]
+    local = min((o for o in spot_doc["options"] if o["target"] == "local" and o["fits"]), key=lambda o: o["cost_usd"])
+    assert {r["assumption"] for r in rows} == set(LOCAL_RANGES)
+    assert all(r["base_cost_usd"] == local["cost_usd"] and local["instance_type"] in r["option"] for r in rows)
+    entry = next(p for p in spot_doc["local_profiles"] if p["name"] == local["instance_type"])
+    profile = local_profile_from(entry)
+    util = next(r for r in rows if r["assumption"] == "utilisation")
+    expected = job_cost(dataclasses.replace(profile, utilisation=util["low"]), local["hours"], local["gpus"])
+    assert util["cost_low_usd"] == pytest.approx(expected.loaded_cost_usd)
+    assert util["cost_low_usd"] > local["cost_usd"] > util["cost_high_usd"]
+
+
+def test_the_report_draws_a_tornado_for_the_recommendation_and_one_for_the_local_alternative(mixed_doc):
+    from planner.report.charts import tornado_chart
+
+    spot_doc = mixed_doc
+    main, local = tornado_chart(spot_doc), tornado_chart(spot_doc, local=True)
+    assert "recommended option" in main and "local alternative" in local
+    assert "utilisation" in local and "utilisation" not in main

@@ -307,13 +307,17 @@ def _as_pct(u: Any) -> float:
     return float(u) * 100
 
 
-def tornado_chart(doc: dict[str, Any], width: int = 720, row_h: int = 30) -> str:
-    """How the recommended option's cost moves when each assumption goes to its low or high value."""
+def tornado_chart(doc: dict[str, Any], width: int = 720, row_h: int = 30, *, local: bool = False) -> str:
+    """How the recommended option's cost moves when each assumption goes to its low or high value; with
+    ``local``, the rows about the local alternative (a cloud recommendation's local cost drivers)."""
     rows = [r for r in doc.get("sensitivity") or []
-            if r.get("cost_low_usd") is not None and r.get("cost_high_usd") is not None]
+            if isinstance(r.get("cost_low_usd"), (int, float)) and isinstance(r.get("cost_high_usd"), (int, float))
+            and bool(r.get("alternative")) == local]
     rec = doc.get("recommendation") or {}
     base = rec.get("cost_usd")
-    if not rows or base is None:
+    if local and rows:
+        base = rows[0].get("base_cost_usd")
+    if not rows or not isinstance(base, (int, float)):
         return ""
     rows = sorted(rows, key=lambda r: -abs(r["cost_high_usd"] - r["cost_low_usd"]))
     height = 48 + row_h * len(rows) + 30
@@ -324,7 +328,8 @@ def tornado_chart(doc: dict[str, Any], width: int = 720, row_h: int = 30) -> str
     pad = (hi - lo) * 0.2 or base * 0.1 or 1.0  # room for the value labels at the bar ends
     x = Axis(max(0.0, lo - pad), hi + pad, left, right)
     bottom = top + row_h * len(rows)
-    label = "Sensitivity of the recommended option's cost to each assumption (tornado chart)"
+    label = ("Sensitivity of the local alternative's cost to each assumption (tornado chart)" if local else
+             "Sensitivity of the recommended option's cost to each assumption (tornado chart)")
     parts = _svg_open(width, height, label)
     for t in x.ticks():
         px = x(t)

@@ -125,6 +125,7 @@ def build_context(doc: dict[str, Any]) -> dict[str, Any]:
             "cost_time": charts.cost_time_chart(doc),
             "local_vs_cloud": charts.local_vs_cloud_chart(doc),
             "tornado": charts.tornado_chart(doc),
+            "tornado_local": charts.tornado_chart(doc, local=True),
             "memory": charts.memory_chart(plan),
             "cumulative": charts.cumulative_chart(doc),
         },
