@@ -223,3 +223,20 @@ def test_bad_job_flag_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: seq_len:") and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_pdf_is_a4_with_the_grouped_table_and_its_header_on_every_page_it_spans(main_report):
+    from pypdf import PdfReader
+
+    _, out = main_report
+    doc = json.loads((out / "report.json").read_text())
+    reader = PdfReader(out / "report.pdf")
+    for page in reader.pages:  # A4: 210 x 297 mm = 595 x 842 pt
+        assert abs(float(page.mediabox.width) - 595.3) < 1 and abs(float(page.mediabox.height) - 841.9) < 1
+    texts = [" ".join(p.extract_text().split()) for p in reader.pages]
+    header = "provider instance GPUs pricing cheapest region regions"
+    pages_with_header = [i for i, t in enumerate(texts) if header in t]
+    assert len(pages_with_header) >= 2, "the options table should span pages and repeat its header"
+    # the PDF shows the grouped table, not the per-region list: far fewer rows than options
+    assert len(doc["options"]) > 100 and sum(t.count(" on-demand ") + t.count(" spot ") for t in texts) < 200
+    assert all(f"page {i + 1} of {len(texts)}" in t for i, t in enumerate(texts))

@@ -273,3 +273,25 @@ def test_a_new_report_replaces_the_old_set_whole(small_doc, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["assumptions.csv", "options.csv", "report.json"]
     assert json.loads((out / "report.json").read_text())["job"]["name"] == "second"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(JSON_VALUES.map(json.dumps), st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
+                         st.fixed_dictionaries({"train_time_s": JSON_VALUES, "steps": JSON_VALUES,
+                                                "step_time_s": JSON_VALUES}).map(json.dumps)))
+def test_actual_runs_reader_takes_any_summary_json_without_crashing(small_doc, tmp_path_factory, content):
+    """`--actual RUN_DIR`: whatever summary.json holds, the row is built (n/a where a figure is missing or not a
+    number) or the run is refused with one line naming --actual."""
+    from planner.report.actual import actual_rows
+    from train.spec import SpecError
+
+    run = tmp_path_factory.mktemp("run")
+    (run / "summary.json").write_text(content, encoding="utf-8")
+    try:
+        rows = actual_rows(small_doc, [str(run)])
+    except SpecError as exc:
+        assert exc.one_line().startswith("--actual") and "\n" not in exc.one_line()
+        return
+    (row,) = rows
+    for key in ("measured_hours", "measured_cost_usd", "cost_diff_pct"):
+        assert row[key] is None or (isinstance(row[key], float) and math.isfinite(row[key]))

@@ -41,7 +41,7 @@ def measured_hours(summary: dict[str, Any]) -> float | None:
     if seconds is None:
         steps, step = _num(summary.get("steps")), _num(summary.get("step_time_s"))
         seconds = steps * step if steps is not None and step is not None else None
-    return seconds / 3600 if seconds is not None else None
+    return _num(seconds / 3600) if seconds is not None else None
 
 
 def actual_rows(doc: dict[str, Any], run_dirs: Iterable[str]) -> list[dict[str, Any]]:
@@ -54,8 +54,9 @@ def actual_rows(doc: dict[str, Any], run_dirs: Iterable[str]) -> list[dict[str, 
         name, summary = read_summary(d)
         hours = measured_hours(summary)
         cost = hours * price if hours is not None and price is not None else None
-        diff = (cost / planned_c - 1) * 100 if cost is not None and planned_c else None
-        rows.append({"run": name, "planned_hours": planned_h, "measured_hours": hours,
+        diff = (cost / planned_c - 1) * 100 if _num(cost) is not None and planned_c else None
+        cost, diff = _num(cost), _num(diff)  # an absurd summary overflows to inf: shown as n/a
+        rows.append({"run": name, "planned_hours": planned_h, "measured_hours": _num(hours),
                      "planned_cost_usd": planned_c, "measured_cost_usd": cost, "cost_diff_pct": diff,
                      "tokens_per_s": _num(summary.get("tokens_per_s")), "steps": summary.get("steps")})
     return rows
