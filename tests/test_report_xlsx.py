@@ -157,3 +157,17 @@ def test_a_plan_without_local_hardware_still_has_a_summary():
     doc["options"] = [o for o in doc["options"] if o["target"] != "local"]
     summary = _summary(_workbook(doc)["Summary"])
     assert "cloud cost per run" in summary and "local profile compared" not in summary
+
+
+def test_a_plan_without_a_dataset_size_gives_the_per_token_cost_and_no_period_totals():
+    import dataclasses
+
+    from planner.plan import plan_job
+    from train.spec import load_spec
+
+    spec = dataclasses.replace(load_spec(JOB), dataset_tokens=None, dataset_examples=None)
+    doc = plan_job(spec)
+    assert doc["recommendation"]["hours"] is None
+    summary = _summary(_workbook(doc)["Summary"])
+    assert summary["cost per million tokens"][0] == doc["recommendation"]["usd_per_million_tokens"]
+    assert "cloud cost per run" not in summary and "local cost per run, fully loaded" not in summary

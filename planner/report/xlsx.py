@@ -302,7 +302,13 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
            None, None, None], bold=True)
     s.add([CURRENCY_NOTE + " Column B recalculates from the Assumptions sheet; column D is the plan's own figure."])
     s.add(["item", "value", "unit", "the plan's figure"], bold=True)
-    if rec:
+    timed = bool(rec) and isinstance(rec.get("hours"), (int, float))
+    if rec and not timed:
+        s.add(["recommended option", defuse(describe(rec)), "", ""])
+        s.add(["cost per million tokens", rec.get("usd_per_million_tokens"), "USD", rec.get("usd_per_million_tokens")],
+              {2: USD_SMALL, 4: USD_SMALL})
+        s.add(["no dataset size was given, so there is no cost per run, month or year", None, None, None])
+    elif rec:
         s.add(["recommended option", defuse(describe(rec)), "", ""])
         cost_doc = rec.get("cost_with_startup_usd", rec.get("cost_usd"))
         r_cost = s.add(["cloud cost per run", f"={ref['price']}*({ref['hours']}+{ref['startup']})", "USD", cost_doc],
@@ -319,7 +325,7 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
         s.add(["recommended option", "none: " + defuse(str(doc.get("recommendation_reason") or "no option fits")),
                "", ""])
     prof = chosen_profile(doc)
-    if prof is not None and rec:
+    if prof is not None and timed:
         j = profiles.index(prof)
         col = get_column_letter(j + 2)
 
