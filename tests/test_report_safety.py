@@ -133,7 +133,8 @@ JSON_VALUES = st.recursive(
     max_leaves=6)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("GPUPLAN_HYPOTHESIS_EXAMPLES", "80")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_from_either_reads_a_valid_document_or_refuses_it_in_one_line(small_doc, tmp_path_factory, data):
     """Any one value of a real document replaced by any JSON value: the reader accepts it and the report renders,
@@ -153,7 +154,7 @@ def test_from_either_reads_a_valid_document_or_refuses_it_in_one_line(small_doc,
         line = exc.one_line()
         assert "\n" not in line and line.startswith("--from")
         return
-    render_report(loaded, formats=("json", "html", "csv"))
+    render_report(loaded, formats=("json", "html", "csv", "xlsx"), checked=True)
 
 
 @pytest.mark.parametrize("mutate, where", [

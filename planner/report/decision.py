@@ -116,6 +116,5 @@ def alternatives(doc: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
 
 def other_warnings(doc: dict[str, Any]) -> list[str]:
     """The plan's warnings that are not about the recommendation (shown further down, not on the first screen)."""
-    rec = doc.get("recommendation") or {}
     shown = set(risks(doc))
     return [w for w in dict.fromkeys(str(w) for w in doc.get("warnings") or []) if w not in shown]

@@ -32,7 +32,8 @@ def money(x: Any) -> str:
     if a == 0:
         return "$0.00"
     if a < 1:
-        digits = 3 - 1 - math.floor(math.log10(a))  # three significant figures
+        a = float(f"{a:.3g}")  # three significant figures (0.09996 -> 0.1 -> "$0.100")
+        digits = 3 - 1 - math.floor(math.log10(a))
         text = f"{a:.{digits}f}"
         if float(text) >= 1:  # 0.9996 rounds up to a dollar: show cents
             text = f"{a:.2f}"
@@ -54,9 +55,11 @@ def hours(h: Any) -> str:
         return f"{m} min" if m < 60 else "1.00 h"
     if v >= 1000:
         return f"{v:,.0f} h"
+    v = float(f"{v:.3g}")  # three significant figures first, so 9.999 h reads "10.0 h", not "10.00 h"
+    if v >= 1000:
+        return f"{v:,.0f} h"
     digits = 2 - math.floor(math.log10(v))
-    text = f"{v:.{max(digits, 0)}f}"
-    return f"{text} h"
+    return f"{v:.{max(digits, 0)}f} h"
 
 
 def number(v: Any, digits: int = 3) -> str:

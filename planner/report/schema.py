@@ -97,6 +97,38 @@ def check_option(path: str, o: Any) -> None:
         raise _bad(f"{path}.risks", "must be a list of text")
 
 
+MEMORY_FIELDS = ("peak_allocated_gib", "peak_reserved_gib", "capacity_gib", "headroom_gib")
+
+
+def check_gpu_plan(path: str, g: Any) -> None:
+    """A GpuPlan entry (`gpus[]`, or the document itself when the job named a GPU): what the memory section reads."""
+    if not isinstance(g, dict):
+        raise _bad(path, "must be an object")
+    for key in ("gpu",):
+        if g.get(key) is not None:
+            _check(f"{path}.{key}", g[key], STR)
+    if g.get("gpus") is not None:
+        _check(f"{path}.gpus", g["gpus"], INT)
+    mem = g.get("memory")
+    if mem is not None:
+        if not isinstance(mem, dict):
+            raise _bad(f"{path}.memory", "must be an object")
+        for key in MEMORY_FIELDS:
+            if mem.get(key) is not None:
+                _check(f"{path}.memory.{key}", mem[key], NUM)
+        breakdown = mem.get("breakdown_gib")
+        if breakdown is not None:
+            if not isinstance(breakdown, dict):
+                raise _bad(f"{path}.memory.breakdown_gib", "must be an object of GiB figures")
+            for k, v in breakdown.items():
+                _check(f"{path}.memory.breakdown_gib.{k}", v, OPT_NUM)
+        band = mem.get("band_gib")
+        if band is not None and not (isinstance(band, list) and len(band) == 2 and all(_is_num(x) for x in band)):
+            raise _bad(f"{path}.memory.band_gib", "must be [low, high] numbers")
+    if g.get("time") is not None and not isinstance(g["time"], dict):
+        raise _bad(f"{path}.time", "must be an object")
+
+
 def _list_of_dicts(path: str, v: Any) -> list:
     if v is None:
         return []
@@ -127,6 +159,14 @@ def _check_schema(doc: Any, where: str) -> dict[str, Any]:
         check_option(f"options[{i}]", o)
     if doc["recommendation"] is not None:
         check_option("recommendation", doc["recommendation"])
+    gpus = doc.get("gpus")
+    if isinstance(gpus, list):
+        for i, g in enumerate(gpus):
+            check_gpu_plan(f"gpus[{i}]", g)
+    elif gpus is not None and not isinstance(gpus, (int, str)):
+        raise _bad("gpus", "must be a list of GPU plans")
+    if "memory" in doc:
+        check_gpu_plan("(plan)", doc)
     for key in ("job", "model", "prices", "accuracy", "alternatives", "global_batch", "periods"):
         if doc.get(key) is not None and not isinstance(doc[key], dict):
             raise _bad(key, "must be an object")
@@ -148,7 +188,11 @@ def _check_schema(doc: Any, where: str) -> dict[str, Any]:
             if p.get(key) is not None:
                 _check(f"local_profiles[{i}].{key}", p[key], NUM)
         _list_of_dicts(f"local_profiles[{i}].assumptions", p.get("assumptions"))
-        _list_of_dicts(f"local_profiles[{i}].curve", p.get("curve"))
+        for j, pt in enumerate(_list_of_dicts(f"local_profiles[{i}].curve", p.get("curve"))):
+            for key in ("utilisation", "usd_per_gpu_hour"):
+                _check(f"local_profiles[{i}].curve[{j}].{key}", pt.get(key), OPT_NUM)
+        if p.get("gpu_count") is not None:
+            _check(f"local_profiles[{i}].gpu_count", p["gpu_count"], INT)
     for key, alt in (doc.get("alternatives") or {}).items():
         if alt is not None:
             check_option(f"alternatives.{key}", alt)
