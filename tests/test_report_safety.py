@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from test_report_doc import plan_document
+from test_report_doc import full_plan_document
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = {"report.html", "report.pdf", "report.json", "options.csv", "assumptions.csv", "report.xlsx"}
@@ -30,8 +30,9 @@ def gpuplan(*args: str, env: dict | None = None, timeout: float = 120) -> subpro
 
 
 def small_document(n: int = 6) -> dict:
-    """A real plan trimmed to a few options (the recommendation kept), for fast schema and render checks."""
-    doc = plan_document(None)
+    """A real plan with every key of the shared contract, trimmed to a few options (the recommendation kept), for
+    fast schema and render checks."""
+    doc = full_plan_document(horizon=12)
     rec = doc["recommendation"]
     keep = [o for o in doc["options"] if o["instance_type"] == rec["instance_type"]][:1]
     keep += [o for o in doc["options"] if o not in keep][: n - 1]
