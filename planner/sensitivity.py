@@ -11,7 +11,11 @@ Rows:
 - spot preemption rate: for a spot option, pricing.spot's overhead model at no preemptions and at 4x the
   assumed rate (about one per 5 h at the default 0.05/h; large GPU spot pools get reclaimed that often
   in bad weeks -- an assumption, stated as such).
-- utilisation, electricity price, hardware price, lifetime: for a local option, the profile's cost per
+- price: the option's $/h at the ends of PRICE_RANGES (spot prices move more than list prices). Every option.
+- dataset size: half and double the tokens (hours and cost scale with tokens; start-up does not). Every option.
+- start-up time: half and double the plan's `startup_hours`, where the plan carries it.
+- utilisation, electricity price, hardware price, lifetime: for a local option (and, for a cloud recommendation,
+  for the cheapest local option that fits, marked ``alternative``), the profile's cost per
   GPU-hour recomputed by pricing.local at each end of the range (see LOCAL_RANGES).
 """
 from __future__ import annotations
@@ -31,6 +35,15 @@ LOCAL_RANGES: dict[str, tuple[float, float]] = {
     "lifetime": (0.6, 4 / 3),
 }
 SPOT_RATE_HIGH_MULTIPLIER = 4.0
+# $/h multipliers. On-demand: list prices change rarely (AWS/GCP list-price changes 2023-2025 were a few per
+# cent to ~-45% on H100 once); 0.9..1.15 covers a change within a quarter. Spot: AWS spot price history for
+# p4d/p5 and GCP spot A100/H100 moved roughly -30%..+50% within 2024 (an assumption read off the published
+# histories, stated as such).
+PRICE_RANGES: dict[str, tuple[float, float]] = {"on-demand": (0.9, 1.15), "spot": (0.7, 1.5), "local": (1.0, 1.0)}
+# Dataset size: half and double, the size changes a reviewer asks about (an assumption, not a measurement).
+DATASET_RANGE = (0.5, 2.0)
+# Start-up time (provisioning, image pull, model download): half and double the plan's figure.
+STARTUP_RANGE = (0.5, 2.0)
 # Used only when the plan document carries no measured figure.
 DEFAULT_THROUGHPUT_ERROR_PCT = 25.0
 
@@ -63,6 +76,37 @@ def throughput_row(rec: dict[str, Any], error_pct: float) -> dict[str, Any] | No
     low_tps, high_tps = tps * (1 - e), tps * (1 + e)
     return _row(f"throughput estimate (±{error_pct:.0f}%)", tps, low_tps, high_tps, "tokens/s",
                 usd_h * hours * tps / low_tps, usd_h * hours * tps / high_tps, option_label(rec))
+
+
+def price_row(rec: dict[str, Any]) -> dict[str, Any] | None:
+    hours, usd_h = rec.get("hours"), rec.get("usd_per_hour")
+    kind = "local" if rec.get("target") == "local" else ("spot" if rec.get("spot") else "on-demand")
+    lo_m, hi_m = PRICE_RANGES[kind]
+    if not hours or not usd_h or lo_m == hi_m:
+        return None
+    run = hours
+    return _row(f"{kind} price", usd_h, usd_h * lo_m, usd_h * hi_m, "USD/h", usd_h * lo_m * run, usd_h * hi_m * run,
+                option_label(rec))
+
+
+def dataset_row(rec: dict[str, Any]) -> dict[str, Any] | None:
+    hours, usd_h = rec.get("hours"), rec.get("usd_per_hour")
+    if not hours or usd_h is None or rec.get("target") == "local":
+        return None
+    lo_m, hi_m = DATASET_RANGE
+    return _row("dataset size", 1.0, lo_m, hi_m, "x the job's tokens", usd_h * hours * lo_m,
+                usd_h * hours * hi_m, option_label(rec))
+
+
+def startup_row(rec: dict[str, Any]) -> dict[str, Any] | None:
+    hours, usd_h, start = rec.get("hours"), rec.get("usd_per_hour"), rec.get("startup_hours")
+    if not hours or usd_h is None or not isinstance(start, (int, float)) or isinstance(start, bool) or start <= 0:
+        return None
+    lo_m, hi_m = STARTUP_RANGE
+    row = _row("start-up time", start, start * lo_m, start * hi_m, "h", usd_h * (hours + start * lo_m),
+               usd_h * (hours + start * hi_m), option_label(rec))
+    row["base_cost_usd"] = usd_h * (hours + start)  # this row's cost includes start-up; the others' do not
+    return row
 
 
 def spot_assumptions_from(doc: dict[str, Any]):  # -> pricing.spot.SpotAssumptions
@@ -181,8 +225,25 @@ def sensitivity_rows(doc: dict[str, Any], *, throughput_error_pct: float | None 
     row = throughput_row(rec, float(throughput_error_pct))
     if row:
         rows.append(row)
-    row = spot_row(rec, doc)
-    if row:
-        rows.append(row)
+    for row in (price_row(rec), dataset_row(rec), startup_row(rec), spot_row(rec, doc)):
+        if row:
+            rows.append(row)
     rows.extend(local_rows(rec, doc))
+    if rec.get("target") != "local":
+        rows.extend(local_alternative_rows(doc))
+    return rows
+
+
+def local_alternative_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """For a cloud recommendation: the ownership rows (LOCAL_RANGES) of the cheapest local option that fits, each
+    marked ``alternative`` with its own ``base_cost_usd`` -- what finance asks before buying instead of renting."""
+    local = [o for o in doc.get("options") or [] if o.get("target") == "local" and o.get("fits")
+             and isinstance(o.get("cost_usd"), (int, float)) and o.get("hours")]
+    if not local:
+        return []
+    alt = min(local, key=lambda o: o["cost_usd"])
+    rows = local_rows(alt, doc)
+    for row in rows:
+        row["alternative"] = True
+        row["base_cost_usd"] = alt["cost_usd"]
     return rows

@@ -114,3 +114,62 @@ def test_print_layout_keeps_the_content(browser, injected_report, tmp_path):
                     "Assumptions and price sources", "How accurate the estimates are"):
         assert heading in text, heading
     assert events["requests"] == [injected_report.as_uri()]
+
+
+# -- the first screen and the phone ----------------------------------------------------------------------------
+
+SCREENS = os.environ.get("GPUPLAN_SCREENSHOTS")  # benchmarks/report_speed.py sets it to keep the screenshots
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory) -> Path:
+    """The report of a full plan document (every key of the shared contract filled)."""
+    from planner.report import write_report
+    from test_report_doc import full_plan_document
+
+    out = tmp_path_factory.mktemp("full") / "report"
+    write_report(full_plan_document(), out, formats=("json", "html"))
+    return out / "report.html"
+
+
+def _shot(page, tmp_path: Path, name: str) -> Path:
+    path = (Path(SCREENS) if SCREENS else tmp_path) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path))
+    return path
+
+
+def test_first_screen_holds_the_decision_its_ranges_and_the_risks(browser, full_report, tmp_path):
+    from PIL import Image
+
+    events: dict[str, list] = {"console": [], "requests": [], "dialogs": []}
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("request", lambda r: events["requests"].append(r.url))
+    page.goto(full_report.as_uri(), wait_until="load")
+    shot = _shot(page, tmp_path, "first-screen-1280x900.png")
+    for selector in (".recommendation .headline", ".fig .big", ".fig .range", ".risks li", ".alternatives li"):
+        boxes = page.eval_on_selector_all(selector, "els => els.map(e => e.getBoundingClientRect().bottom)")
+        assert boxes and max(boxes) <= 900, (selector, boxes)
+    first = page.inner_text("#summary")
+    assert "range $" in first and "Main risks" in first and "USD, before tax" in first
+    image = Image.open(shot).convert("L")
+    assert sum(image.histogram()[:240]) / (image.width * image.height) > 0.03
+    assert events["requests"] == [full_report.as_uri()]
+    page.close()
+
+
+def test_phone_width_page_is_no_wider_than_the_screen_and_charts_stay_readable(browser, full_report, tmp_path):
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(full_report.as_uri(), wait_until="load")
+    _shot(page, tmp_path, "phone-390.png")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # every table sits in a box that scrolls sideways instead of widening the page
+    loose = page.eval_on_selector_all("table.grid", "els => els.filter(e => !e.closest('.scroll')).length")
+    assert loose == 0
+    # chart text, as drawn: the SVG font size times the chart's scale on screen
+    sizes = page.eval_on_selector_all("figure svg", """els => els.map(svg => {
+        const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+        const px = [...svg.querySelectorAll('text')].map(t => parseFloat(getComputedStyle(t).fontSize) * scale);
+        return Math.min(...px); })""")
+    assert sizes and min(sizes) >= 7.5, sizes
+    page.close()

@@ -76,6 +76,10 @@ def _same(a, b, rel: float = 0.0) -> bool:
         return float(b) == float(a) or abs(float(b) - float(a)) <= rel * abs(float(a))
     if isinstance(a, list):
         return str(b) == "; ".join(map(str, a)) or (not a and b in ("", None))
+    if isinstance(a, dict):
+        return json.loads(str(b)) == a
+    if isinstance(a, str) and a[:1] in ("=", "+", "-", "@"):
+        return str(b) in (a, "'" + a)  # a formula-like text is written defused
     return str(b) == str(a)
 
 
@@ -86,7 +90,7 @@ def test_options_csv_and_xlsx_equal_the_json_options(example_report):
     doc = json.loads((out / "report.json").read_text())
     options = doc["options"]
     csv = pd.read_csv(out / "options.csv", dtype=str, keep_default_na=False)  # exact text, parsed below
-    xlsx = pd.read_excel(out / "report.xlsx", sheet_name="options")
+    xlsx = pd.read_excel(out / "report.xlsx", sheet_name="Options")
     # CSV: exact (floats written with repr). XLSX: openpyxl writes "%.16g" (Excel itself keeps 15 digits).
     for table, rel in ((csv, 0.0), (xlsx, 1e-15)):
         assert len(table) == len(options)
@@ -97,21 +101,29 @@ def test_options_csv_and_xlsx_equal_the_json_options(example_report):
             1 if doc["recommendation"] else 0)
 
 
-def test_assumptions_csv_and_sheet_hold_every_assumption_and_price_source(example_report):
+def test_assumptions_csv_and_sheets_hold_every_assumption_and_price_source(example_report):
     import pandas as pd
 
     _, out = example_report
     doc = json.loads((out / "report.json").read_text())
     csv = pd.read_csv(out / "assumptions.csv", dtype=str, keep_default_na=False)
-    sheet = pd.read_excel(out / "report.xlsx", sheet_name="assumptions")
-    for table, rel in ((csv, 0.0), (sheet, 1e-15)):
-        plan_rows = table[table["scope"] == "plan"]
-        assert list(plan_rows["name"]) == [a["name"] for a in doc["assumptions"]]
-        for a, value in zip(doc["assumptions"], plan_rows["value"]):
-            assert _same(a["value"], value, rel), (a, value)
-        for provider, meta in doc["prices"].items():
-            rows = table[(table["scope"] == f"prices:{provider}") & (table["name"] == "as_of")]
-            assert list(rows["value"].astype(str)) == [str(meta["as_of"])]
+    plan_rows = csv[csv["scope"] == "plan"]
+    assert list(plan_rows["name"]) == [a["name"] for a in doc["assumptions"]]
+    for a, value in zip(doc["assumptions"], plan_rows["value"]):
+        assert _same(a["value"], value), (a, value)
+    for provider, meta in doc["prices"].items():
+        rows = csv[(csv["scope"] == f"prices:{provider}") & (csv["name"] == "as_of")]
+        assert list(rows["value"].astype(str)) == [str(meta["as_of"])]
+    # the workbook: finance assumptions on one sheet, the estimator's constants on their own
+    finance = pd.read_excel(out / "report.xlsx", sheet_name="Assumptions")
+    engineering = pd.read_excel(out / "report.xlsx", sheet_name="Estimator constants")
+    for a, category in zip(doc["assumptions"], plan_rows["category"]):
+        sheet = engineering if category == "estimator" else finance
+        names = list(sheet.iloc[:, 0].astype(str))
+        assert a["name"] in names, (a["name"], category)
+        value = sheet[sheet.iloc[:, 0].astype(str) == a["name"]].iloc[0, 1]
+        assert _same(a["value"], value, 1e-15), (a, value)
+    assert not any(str(n).startswith("estimator") for n in finance.iloc[:, 0])
 
 
 def test_pdf_has_pages_and_the_recommendation(example_report):
@@ -163,14 +175,15 @@ def test_failed_report_leaves_the_previous_one_intact(main_report, tmp_path, mon
     write_report(doc, target)
     before = {p.name: p.read_bytes() for p in target.iterdir()}
 
-    def broken(_html: str) -> bytes:
+    def broken(_html: str):
         raise RuntimeError("renderer crashed")
 
-    monkeypatch.setattr(pdf, "html_to_pdf", broken)
+    monkeypatch.setattr(pdf, "start_pdf", broken)
     changed = dict(doc, job={**doc["job"], "name": "a different job"})
     with pytest.raises(RuntimeError):
         write_report(changed, target)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"], "a temp folder was left behind"
 
 
 def test_output_folder_is_created(main_report, tmp_path):
@@ -210,3 +223,20 @@ def test_bad_job_flag_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: seq_len:") and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_pdf_is_a4_with_the_grouped_table_and_its_header_on_every_page_it_spans(main_report):
+    from pypdf import PdfReader
+
+    _, out = main_report
+    doc = json.loads((out / "report.json").read_text())
+    reader = PdfReader(out / "report.pdf")
+    for page in reader.pages:  # A4: 210 x 297 mm = 595 x 842 pt
+        assert abs(float(page.mediabox.width) - 595.3) < 1 and abs(float(page.mediabox.height) - 841.9) < 1
+    texts = [" ".join(p.extract_text().split()) for p in reader.pages]
+    header = "provider instance GPUs pricing cheapest region regions"
+    pages_with_header = [i for i, t in enumerate(texts) if header in t]
+    assert len(pages_with_header) >= 2, "the options table should span pages and repeat its header"
+    # the PDF shows the grouped table, not the per-region list: far fewer rows than options
+    assert len(doc["options"]) > 100 and sum(t.count(" on-demand ") + t.count(" spot ") for t in texts) < 200
+    assert all(f"page {i + 1} of {len(texts)}" in t for i, t in enumerate(texts))

@@ -60,7 +60,8 @@ def test_plan_document_carries_these_rows(spot_doc, local_doc):
 def test_throughput_error_moves_hours_inversely(on_demand_doc):
     rec = on_demand_doc["recommendation"]
     rows = sensitivity_rows(on_demand_doc)
-    assert [r["assumption"].startswith("throughput") for r in rows] == [True]  # on-demand cloud: nothing else
+    # on-demand cloud without a start-up figure: throughput, price and dataset size, nothing spot or local
+    assert [r["assumption"].split(" (")[0] for r in rows] == ["throughput estimate", "on-demand price", "dataset size"]
     row = rows[0]
     e = on_demand_doc["accuracy"].get("throughput_median_ape_pct", DEFAULT_THROUGHPUT_ERROR_PCT) / 100
     assert row["base"] == rec["tokens_per_s"]
@@ -108,3 +109,59 @@ def test_local_profile_is_rebuilt_exactly_from_the_document(local_doc):
 
 def test_no_recommendation_no_rows():
     assert sensitivity_rows({"options": [], "recommendation": None}) == []
+
+
+def test_price_and_dataset_size_scale_the_cost_linearly(spot_doc, on_demand_doc):
+    from planner.sensitivity import DATASET_RANGE, PRICE_RANGES
+
+    for doc, kind in ((spot_doc, "spot"), (on_demand_doc, "on-demand")):
+        rec = doc["recommendation"]
+        rows = _by_name(sensitivity_rows(doc))
+        lo, hi = PRICE_RANGES[kind]
+        price = rows[f"{kind} price"]
+        assert price["low"] == pytest.approx(rec["usd_per_hour"] * lo)
+        assert (price["cost_low_usd"], price["cost_high_usd"]) == (pytest.approx(rec["cost_usd"] * lo),
+                                                                   pytest.approx(rec["cost_usd"] * hi))
+        size = rows["dataset size"]
+        assert (size["cost_low_usd"], size["cost_high_usd"]) == (pytest.approx(rec["cost_usd"] * DATASET_RANGE[0]),
+                                                                 pytest.approx(rec["cost_usd"] * DATASET_RANGE[1]))
+
+
+def test_start_up_time_row_appears_when_the_plan_has_start_up(on_demand_doc):
+    rec = dict(on_demand_doc["recommendation"], startup_hours=0.25)
+    row = _by_name(sensitivity_rows({**on_demand_doc, "recommendation": rec}))["start-up time"]
+    assert (row["low"], row["high"]) == (0.125, 0.5)
+    assert row["cost_high_usd"] - row["cost_low_usd"] == pytest.approx(rec["usd_per_hour"] * 0.375)
+    assert row["base_cost_usd"] == pytest.approx(rec["cost_usd"] + rec["usd_per_hour"] * 0.25)
+
+
+@pytest.fixture(scope="module")
+def mixed_doc():
+    doc = _plan()  # cloud and local options; the recommendation is a cloud one
+    assert doc["recommendation"]["target"] == "cloud"
+    return doc
+
+
+def test_a_cloud_recommendation_carries_its_local_alternatives_ownership_rows(mixed_doc):
+    from pricing.local import job_cost
+
+    spot_doc = mixed_doc
+    rows = [r for r in sensitivity_rows(spot_doc) if r.get("alternative")]
+    local = min((o for o in spot_doc["options"] if o["target"] == "local" and o["fits"]), key=lambda o: o["cost_usd"])
+    assert {r["assumption"] for r in rows} == set(LOCAL_RANGES)
+    assert all(r["base_cost_usd"] == local["cost_usd"] and local["instance_type"] in r["option"] for r in rows)
+    entry = next(p for p in spot_doc["local_profiles"] if p["name"] == local["instance_type"])
+    profile = local_profile_from(entry)
+    util = next(r for r in rows if r["assumption"] == "utilisation")
+    expected = job_cost(dataclasses.replace(profile, utilisation=util["low"]), local["hours"], local["gpus"])
+    assert util["cost_low_usd"] == pytest.approx(expected.loaded_cost_usd)
+    assert util["cost_low_usd"] > local["cost_usd"] > util["cost_high_usd"]
+
+
+def test_the_report_draws_a_tornado_for_the_recommendation_and_one_for_the_local_alternative(mixed_doc):
+    from planner.report.charts import tornado_chart
+
+    spot_doc = mixed_doc
+    main, local = tornado_chart(spot_doc), tornado_chart(spot_doc, local=True)
+    assert "recommended option" in main and "local alternative" in local
+    assert "utilisation" in local and "utilisation" not in main

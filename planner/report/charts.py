@@ -9,6 +9,7 @@ import math
 from html import escape
 from typing import Any, Iterable
 
+from planner.report import fmt
 from planner.report.rows import is_recommended
 
 BLUE, ORANGE, GREEN, VERMILION, PURPLE, GREY, SKY = (
@@ -20,22 +21,8 @@ BREAKDOWN_COLOURS = {
 FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"'
 
 
-def money(x: float | None) -> str:
-    if x is None:
-        return "n/a"
-    if 0 < abs(x) < 0.01:  # two significant figures, no exponent (per-token prices of tiny jobs)
-        return f"${x:.{1 - math.floor(math.log10(abs(x)))}f}"
-    if abs(x) >= 1000:
-        return f"${x:,.0f}"
-    if abs(x) >= 10:
-        return f"${x:,.1f}"
-    return f"${x:,.2f}"
-
-
-def hours_text(h: float | None) -> str:
-    if h is None:
-        return "n/a"
-    return f"{h:,.1f} h" if h >= 10 else f"{h:,.2f} h"
+money = fmt.money  # one format for every figure in the report (see planner/report/fmt.py)
+hours_text = fmt.hours
 
 
 class Axis:
@@ -94,7 +81,7 @@ def nice_max(v: float) -> float:
 
 def tick_label(v: float, unit: str = "") -> str:
     if unit == "$":
-        return money(v) if v < 10 else f"${v:,.0f}"
+        return money(v) if v < 1 else (f"${v:,.0f}" if v == int(v) else f"${v:,.2f}")
     if v >= 1e6:
         return f"{v / 1e6:g}M{unit}"
     if v >= 1e4:
@@ -108,7 +95,7 @@ def tick_label(v: float, unit: str = "") -> str:
 
 def _svg_open(width: int, height: int, label: str) -> list[str]:
     return [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-            f'height="{height}" role="img" aria-label="{escape(label)}" {FONT} font-size="11">',
+            f'height="{height}" role="img" aria-label="{escape(label)}" {FONT} font-size="13">',
             f'<title>{escape(label)}</title>']
 
 
@@ -162,12 +149,22 @@ def cost_time_chart(doc: dict[str, Any], width: int = 720, height: int = 420) ->
     Without a dataset size: USD per million tokens against tokens/s (the plan's Pareto front is over those)."""
     is_timed = timed(doc)
     xk, yk = ("hours", "cost_usd") if is_timed else ("tokens_per_s", "usd_per_million_tokens")
-    pts = [o for o in doc.get("options") or []
+    # One point per offer at its cheapest region (the other regions of an offer take as long and cost more, so
+    # they are never on the front), plus the recommendation: a sweep of 1,000 rows draws as ~150 points.
+    from planner.report.groups import grouped_options
+
+    shown = grouped_options(doc)
+    rec_opt = next((o for o in doc.get("options") or [] if is_recommended(o, doc)), None)
+    if rec_opt is not None:
+        shown.append(rec_opt)
+    pts = [o for o in shown
            if o.get("fits") and o.get(xk) is not None and o.get(yk) is not None and o[xk] > 0 and o[yk] > 0]
     if not pts:
         return ""
-    label = ("Cost of the job against time to result, one point per option; Pareto front marked" if is_timed else
-             "Cost per million tokens against throughput, one point per option; Pareto front marked")
+    label = ("Cost of the job against time to result, one point per offer at its cheapest region; Pareto front "
+             "marked" if is_timed else
+             "Cost per million tokens against throughput, one point per offer at its cheapest region; Pareto front "
+             "marked")
     xs = [o[xk] for o in pts]
     ys = [o[yk] for o in pts]
     log_x = max(xs) / min(xs) > 20
@@ -192,7 +189,13 @@ def cost_time_chart(doc: dict[str, Any], width: int = 720, height: int = 420) ->
     for o in sorted(pts, key=lambda o: bool(o.get("pareto"))):  # front drawn last, on top
         cx, cy = x(o[xk]), y(o[yk])
         colour = GREEN if o.get("target") == "local" else (ORANGE if o.get("spot") else BLUE)
-        title = f"<title>{escape(_option_label(o))}</title>"
+        flag = o.get("price_flag") or ("stale" if ((doc.get("prices") or {}).get(o.get("provider")) or {}).get("stale")
+                                       else None)
+        flagged = flag in ("stale", "outlier")
+        title = f"<title>{escape(_option_label(o))}{' (price ' + flag + ')' if flagged else ''}</title>"
+        if flagged:
+            parts.append(f'<path d="M{cx - 6:.1f},{cy - 6:.1f}L{cx + 6:.1f},{cy + 6:.1f}M{cx - 6:.1f},{cy + 6:.1f}'
+                         f'L{cx + 6:.1f},{cy - 6:.1f}" stroke="#000" stroke-width="1.5"/>')
         if o.get("pareto"):
             parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{colour}" stroke="{VERMILION}" '
                          f'stroke-width="2">{title}</circle>')
@@ -212,6 +215,7 @@ def cost_time_chart(doc: dict[str, Any], width: int = 720, height: int = 420) ->
         (f'<circle cx="{{x}}" cy="{{y}}" r="4" fill="{GREEN}"/>', "local"),
         (f'<circle cx="{{x}}" cy="{{y}}" r="5" fill="#fff" stroke="{VERMILION}" stroke-width="2"/>', "Pareto front"),
         ('<circle cx="{x}" cy="{y}" r="7" fill="none" stroke="#000" stroke-width="2"/>', "recommended"),
+        ('<path d="M{x},{y}m-5,-5l10,10m-10,0l10,-10" stroke="#000" stroke-width="1.5"/>', "price flagged"),
     ], right + 14, top + 10)
     parts.append("</svg>")
     return "\n".join(parts)
@@ -303,23 +307,29 @@ def _as_pct(u: Any) -> float:
     return float(u) * 100
 
 
-def tornado_chart(doc: dict[str, Any], width: int = 720, row_h: int = 30) -> str:
-    """How the recommended option's cost moves when each assumption goes to its low or high value."""
+def tornado_chart(doc: dict[str, Any], width: int = 720, row_h: int = 30, *, local: bool = False) -> str:
+    """How the recommended option's cost moves when each assumption goes to its low or high value; with
+    ``local``, the rows about the local alternative (a cloud recommendation's local cost drivers)."""
     rows = [r for r in doc.get("sensitivity") or []
-            if r.get("cost_low_usd") is not None and r.get("cost_high_usd") is not None]
+            if isinstance(r.get("cost_low_usd"), (int, float)) and isinstance(r.get("cost_high_usd"), (int, float))
+            and bool(r.get("alternative")) == local]
     rec = doc.get("recommendation") or {}
     base = rec.get("cost_usd")
-    if not rows or base is None:
+    if local and rows:
+        base = rows[0].get("base_cost_usd")
+    if not rows or not isinstance(base, (int, float)):
         return ""
     rows = sorted(rows, key=lambda r: -abs(r["cost_high_usd"] - r["cost_low_usd"]))
     height = 48 + row_h * len(rows) + 30
     left, right, top = 250, width - 80, 30
     lo = min([base] + [min(r["cost_low_usd"], r["cost_high_usd"]) for r in rows])
+    hi0 = max([base] + [max(r["cost_low_usd"], r["cost_high_usd"]) for r in rows])
     hi = max([base] + [max(r["cost_low_usd"], r["cost_high_usd"]) for r in rows])
     pad = (hi - lo) * 0.2 or base * 0.1 or 1.0  # room for the value labels at the bar ends
     x = Axis(max(0.0, lo - pad), hi + pad, left, right)
     bottom = top + row_h * len(rows)
-    label = "Sensitivity of the recommended option's cost to each assumption (tornado chart)"
+    label = ("Sensitivity of the local alternative's cost to each assumption (tornado chart)" if local else
+             "Sensitivity of the recommended option's cost to each assumption (tornado chart)")
     parts = _svg_open(width, height, label)
     for t in x.ticks():
         px = x(t)
@@ -333,14 +343,15 @@ def tornado_chart(doc: dict[str, Any], width: int = 720, row_h: int = 30) -> str
         short = name if len(name) <= 36 else name[:35] + "…"
         parts.append(f'<text x="{left - 8}" y="{yy + row_h / 2:.1f}" text-anchor="end">{escape(short)}'
                      f'<title>{escape(name)}</title></text>')
+        row_base = r.get("base_cost_usd") if isinstance(r.get("base_cost_usd"), (int, float)) else base
         for value, cost, colour, tag in ((r.get("low"), c_lo, SKY, "low"), (r.get("high"), c_hi, ORANGE, "high")):
-            x0, x1 = sorted((x(base), x(cost)))
+            x0, x1 = sorted((x(row_base), x(cost)))
             parts.append(f'<rect x="{x0:.1f}" y="{yy:.1f}" width="{max(x1 - x0, 1):.1f}" height="{row_h - 10}" '
                          f'fill="{colour}"><title>{escape(name)} {tag} = {escape(_fmt(value))} {escape(unit)}: '
                          f'{money(cost)}</title></rect>')
-            anchor_x = x1 + 4 if cost >= base else x0 - 4
-            parts.append(f'<text x="{anchor_x:.1f}" y="{yy + row_h / 2 - 1:.1f}" font-size="10" '
-                         f'text-anchor="{"start" if cost >= base else "end"}">{escape(_fmt(value))}</text>')
+            anchor_x = x1 + 4 if cost >= row_base else x0 - 4
+            parts.append(f'<text x="{anchor_x:.1f}" y="{yy + row_h / 2 - 1:.1f}" font-size="11" '
+                         f'text-anchor="{"start" if cost >= row_base else "end"}">{escape(_fmt(value))}</text>')
     bx = x(base)
     parts.append(f'<line x1="{bx:.1f}" y1="{top - 6}" x2="{bx:.1f}" y2="{bottom}" stroke="#000" stroke-width="1.5"/>')
     parts.append(f'<text x="{bx:.1f}" y="{top - 10}" text-anchor="middle" font-weight="bold">base {money(base)}</text>')
@@ -402,8 +413,57 @@ def memory_chart(plan: dict[str, Any] | None, width: int = 720, height: int = 12
 
 
 def _fmt(v: Any) -> str:
-    if isinstance(v, float) and abs(v) >= 1000:
-        return f"{v:,.0f}"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return "" if v is None else str(v)
+    return "" if v is None else fmt.number(v)
+
+
+def cumulative_chart(doc: dict[str, Any], width: int = 720, height: int = 400) -> str:
+    """Cumulative cost of each scenario of the plan's `periods` by month (the plan's own `cumulative_usd`
+    lists), with the first month a local or hybrid line drops under the cloud line marked as the crossover."""
+    periods = doc.get("periods") or {}
+    scenarios = {k: v for k, v in (periods.get("scenarios") or {}).items()
+                 if isinstance(v, dict) and isinstance(v.get("cumulative_usd"), list) and len(v["cumulative_usd"]) > 1}
+    if not scenarios:
+        return ""
+    months = max(len(v["cumulative_usd"]) for v in scenarios.values()) - 1
+    top_v = max(max(v["cumulative_usd"]) for v in scenarios.values())
+    left, right, top, bottom = 84, width - 150, 16, height - 44
+    x = Axis(0, max(months, 1), left, right)
+    y = Axis(0, nice_max(top_v), bottom, top)
+    label = "Cumulative cost by month for cloud, local and hybrid; crossover marked"
+    parts = _svg_open(width, height, label)
+    _axes(parts, x, y, "month", "cumulative cost (USD)", "", "$", width, height)
+    colours = {"cloud": BLUE, "local": GREEN, "hybrid": PURPLE}
+    legend = []
+    for name, s in scenarios.items():
+        pts = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(s["cumulative_usd"]))
+        colour = colours.get(name, GREY)
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2.5">'
+                     f'<title>{escape(name)}: {money(s["cumulative_usd"][-1])} after {len(s["cumulative_usd"]) - 1} '
+                     f'months</title></polyline>')
+        legend.append((_swatch(colour), name))
+    cloud = (scenarios.get("cloud") or {}).get("cumulative_usd")
+    for name in ("local", "hybrid"):
+        other = (scenarios.get(name) or {}).get("cumulative_usd")
+        if not cloud or not other:
+            continue
+        m = crossover_month(cloud, other)
+        if m is not None:
+            cx, cy = x(m), y(other[m])
+            parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="6" fill="none" stroke="#000" stroke-width="2"/>')
+            parts.append(f'<text x="{cx:.1f}" y="{cy - 10:.1f}" text-anchor="middle" font-weight="bold">'
+                         f'{escape(name)} cheaper from month {m}</text>')
+    _legend(parts, legend, right + 14, top + 10)
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def crossover_month(cloud: list[float], other: list[float]) -> int | None:
+    """First month from which ``other`` stays at or under ``cloud`` to the end (None if it never does)."""
+    n = min(len(cloud), len(other))
+    found = None
+    for i in range(n - 1, -1, -1):
+        if other[i] <= cloud[i]:
+            found = i
+        else:
+            break
+    return found

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from planner.report import charts
-from planner.report.rows import assumption_rows, chosen_gpu_plan, option_rows
+from planner.report import charts, decision, fmt
+from planner.report.groups import grouped_options
+from planner.report.rows import assumption_rows, chosen_gpu_plan, option_rows, split_assumptions
 
 # The HTML options table shows the recommended option, the Pareto front and the cheapest options up to this
 # many rows; options.csv / report.xlsx hold them all (a full catalog sweep runs to hundreds).
 MAX_TABLE_ROWS = 40
+# The grouped options table (one row per provider x instance x pricing kind) in the page and the PDF: the
+# recommendation's group plus the cheapest groups up to this many rows; the full list is in CSV/XLSX.
+MAX_GROUP_ROWS = 40
+SCENARIOS = ("cloud", "local", "hybrid")
 
 JOB_FIELDS = ("model", "method", "seq_len", "batch_size", "grad_accum", "gradient_checkpointing", "optimizer",
               "precision", "attention", "packing", "lora_r", "lora_alpha", "dataset_tokens", "dataset_examples",
@@ -39,6 +44,28 @@ def table_options(doc: dict[str, Any], limit: int = MAX_TABLE_ROWS) -> tuple[lis
     return shown, len(rows) - len(shown)
 
 
+def table_groups(doc: dict[str, Any], limit: int = MAX_GROUP_ROWS) -> tuple[list[dict[str, Any]], int]:
+    """Grouped rows for the page: the recommendation's group, then the cheapest, up to ``limit``."""
+    groups = grouped_options(doc)
+    keep = [g for g in groups if g["recommended"]]
+    for g in groups:
+        if len(keep) >= limit:
+            break
+        if not g["recommended"]:
+            keep.append(g)
+    order = {id(g): i for i, g in enumerate(groups)}
+    keep.sort(key=lambda g: order[id(g)])
+    return keep, len(groups)
+
+
+def periods_context(doc: dict[str, Any]) -> dict[str, Any] | None:
+    periods = doc.get("periods")
+    if not isinstance(periods, dict) or not isinstance(periods.get("scenarios"), dict):
+        return None
+    scenarios = [(name, periods["scenarios"][name]) for name in SCENARIOS if name in periods["scenarios"]]
+    return {"p": periods, "scenarios": scenarios, "cheapest": periods.get("cheapest")}
+
+
 def build_context(doc: dict[str, Any]) -> dict[str, Any]:
     job = doc.get("job") or {}
     rec = doc.get("recommendation")
@@ -53,7 +80,23 @@ def build_context(doc: dict[str, Any]) -> dict[str, Any]:
         total = plan["memory"].get("peak_allocated_gib") or 0
         for k, v in (plan["memory"].get("breakdown_gib") or {}).items():
             breakdown.append({"name": k, "gib": v, "share": (v / total * 100) if total else None})
+    finance, engineering = split_assumptions(doc)
+    groups, n_groups = table_groups(doc)
     return {
+        "fmt": fmt,
+        "currency": fmt.CURRENCY_NOTE,
+        "ranges": decision.ranges(doc),
+        "risks": decision.risks(doc),
+        "alternatives": decision.alternatives(doc),
+        "describe": decision.describe,
+        "other_warnings": decision.other_warnings(doc),
+        "groups": groups,
+        "n_groups": n_groups,
+        "periods": periods_context(doc),
+        "actuals": doc.get("actuals") or [],
+        "global_batch": doc.get("global_batch"),
+        "finance_assumptions": finance,
+        "engineering_assumptions": engineering,
         "doc": doc,
         "title": f"GPU plan: {title_name}",
         "job": job,
@@ -82,7 +125,9 @@ def build_context(doc: dict[str, Any]) -> dict[str, Any]:
             "cost_time": charts.cost_time_chart(doc),
             "local_vs_cloud": charts.local_vs_cloud_chart(doc),
             "tornado": charts.tornado_chart(doc),
+            "tornado_local": charts.tornado_chart(doc, local=True),
             "memory": charts.memory_chart(plan),
+            "cumulative": charts.cumulative_chart(doc),
         },
     }
 
@@ -98,8 +143,9 @@ def _environment():  # -> jinja2.Environment
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["money"] = charts.money
-    env.filters["hours"] = charts.hours_text
+    env.filters["money"] = fmt.money
+    env.filters["hours"] = fmt.hours
+    env.filters["number"] = fmt.number
     env.filters["num"] = _num
     env.filters["kind"] = _kind
     env.filters["pct"] = _pct
@@ -107,25 +153,14 @@ def _environment():  # -> jinja2.Environment
     return env
 
 
-def _num(v: Any, digits: int = 2) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        if abs(v) >= 1e6:
-            return f"{v:,.0f}"
-        return f"{v:,.{digits}f}"
-    return str(v)
+def _num(v: Any, digits: int = 3) -> str:
+    """A figure to ``digits`` significant figures (at least 3), never in exponent form (see fmt.number)."""
+    return fmt.number(v, max(digits, 3))
 
 
 def _pct(v: Any) -> str:
     """A fraction (the document's utilisations; a break-even may exceed 1) shown as a percentage."""
-    if v is None:
-        return "n/a"
-    return f"{float(v) * 100:.0f}%"
+    return fmt.percent(v)
 
 
 def render_html(doc: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ OPTION_COLUMNS = (
     "usd_per_hour", "usd_per_gpu_hour", "hours", "cost_usd", "fits", "tokens_per_s", "usd_per_million_tokens",
     "pareto", "rank_cost", "rank_time", "overhead_factor", "source", "as_of", "notes",
 )
-ASSUMPTION_COLUMNS = ("scope", "name", "value", "unit", "source")
+ASSUMPTION_COLUMNS = ("scope", "name", "value", "unit", "source", "category")
 SENSITIVITY_COLUMNS = ("assumption", "base", "low", "high", "unit", "cost_low_usd", "cost_high_usd", "option")
 
 _IDENTITY = ("target", "provider", "instance_type", "region", "zone", "gpu", "gpus", "nodes", "spot")
@@ -48,22 +48,24 @@ def assumption_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Every assumption the plan rests on: the plan's own, each local profile's, and each price source."""
     rows: list[dict[str, Any]] = []
     for a in doc.get("assumptions") or []:
-        rows.append({"scope": "plan", **{k: a.get(k) for k in ("name", "value", "unit", "source")}})
+        rows.append({"scope": "plan", **{k: a.get(k) for k in ("name", "value", "unit", "source")},
+                     "category": a.get("category") if a.get("category") in ("finance", "estimator") else
+                     ("estimator" if str(a.get("name", "")).startswith("estimator") else "finance")})
     for profile in doc.get("local_profiles") or []:
         prefix = f"{profile.get('name')}: "
         for a in profile.get("assumptions") or []:
             name = str(a.get("name"))
             rows.append({"scope": f"local:{profile.get('name')}",
                          "name": name[len(prefix):] if name.startswith(prefix) else name,
-                         **{k: a.get(k) for k in ("value", "unit", "source")}})
+                         **{k: a.get(k) for k in ("value", "unit", "source")}, "category": "finance"})
     for provider, p in sorted((doc.get("prices") or {}).items()):
         source = p.get("source")
         rows.append({"scope": f"prices:{provider}", "name": "as_of", "value": p.get("as_of"), "unit": "date",
-                     "source": source})
+                     "source": source, "category": "finance"})
         rows.append({"scope": f"prices:{provider}", "name": "age_days", "value": p.get("age_days"), "unit": "days",
-                     "source": source})
+                     "source": source, "category": "finance"})
         rows.append({"scope": f"prices:{provider}", "name": "stale", "value": p.get("stale"), "unit": "",
-                     "source": source})
+                     "source": source, "category": "finance"})
     acc = doc.get("accuracy") or {}
     for key in ("memory_mape_pct", "throughput_median_ape_pct", "rows_memory", "rows_throughput"):
         if key in acc:
@@ -89,3 +91,23 @@ def chosen_gpu_plan(doc: dict[str, Any]) -> dict[str, Any] | None:
     if "memory" in doc:
         return doc
     return None
+
+
+def _category(row: dict[str, Any]) -> str:
+    cat = row.get("category")
+    if cat in ("finance", "estimator"):
+        return cat
+    name = str(row.get("name", ""))
+    return "estimator" if name.startswith("estimator") or row.get("scope") == "accuracy" else "finance"
+
+
+def split_assumptions(doc: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(finance, engineering) assumption rows: the plan's `category` where it has one (else estimator
+    constants by name), local-profile and price-source rows are finance; finance first in the document's order."""
+    finance, engineering = [], []
+    plan_rows = {str(a.get("name")): a for a in doc.get("assumptions") or []}
+    for row in assumption_rows(doc):
+        src = plan_rows.get(str(row.get("name"))) if row["scope"] == "plan" else None
+        category = _category({**row, **({"category": src.get("category")} if src else {})})
+        (finance if category == "finance" else engineering).append({**row, "category": category})
+    return finance, engineering

@@ -1,0 +1,424 @@
+"""report.xlsx: a live workbook finance can change and recalculate (Excel, LibreOffice Calc).
+
+Sheets:
+- Summary: the decision and the period totals as formulas over the Assumptions sheet and the Local TCO sheet,
+  each beside the plan document's own figure (which the formula equals until an assumption is changed).
+- Options: every per-region option (the plan document's `options`), autofilter, frozen header, currency and
+  hour formats, the recommended row highlighted, flagged prices marked.
+- Local TCO: per local profile, the amortisation (annuity on capex net of the residual's present value),
+  upkeep, power and the cost per GPU-hour and per run, as formulas (the same model as pricing.local).
+- Sensitivity: the plan's sensitivity rows.
+- Assumptions: the inputs, finance first, sources in words; Estimator constants: the engineering appendix.
+
+Formulas follow pricing.local exactly (HOURS_PER_YEAR = 8760, 730 h a month); nothing here plans. A cell that
+the plan gives as text stays text and is defused (planner.report.safe) so it can never run as a formula.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+from planner.report.decision import describe
+from planner.report.fmt import CURRENCY_NOTE
+from planner.report.groups import price_flag
+from planner.report.pdf import ReportDependencyError
+from planner.report.rows import (OPTION_COLUMNS, SENSITIVITY_COLUMNS, is_recommended, sensitivity_table,
+                                 split_assumptions)
+from planner.report.safe import defuse
+
+USD = '"$"#,##0.00'
+USD_SMALL = '"$"#,##0.0000'
+HOURS = '0.00" h"'
+PCT = "0.0%"
+PLAIN = "0.####"
+MONEY_COLUMNS = {"usd_per_hour", "usd_per_gpu_hour", "cost_usd", "cost_with_startup_usd"}
+SMALL_MONEY_COLUMNS = {"usd_per_million_tokens"}
+HOUR_COLUMNS = {"hours", "startup_hours", "time_to_result_hours"}
+PROFILE_FIELDS = (  # pricing.local.LocalProfile fields the cost model reads, in the order the sheet shows them
+    "gpu_count", "purchase_price_usd", "other_capex_usd", "lifetime_years", "residual_value_pct",
+    "cost_of_capital_pct", "maintenance_pct_per_year", "gpu_power_w", "host_power_w", "pue",
+    "electricity_usd_per_kwh", "utilisation", "already_owned")
+PROFILE_LABELS = {
+    "gpu_count": "GPUs in the machine", "purchase_price_usd": "hardware price (GPUs)",
+    "other_capex_usd": "other capex (host, network)", "lifetime_years": "lifetime",
+    "residual_value_pct": "residual value at end of life", "cost_of_capital_pct": "cost of capital",
+    "maintenance_pct_per_year": "upkeep per year (of capex)", "gpu_power_w": "power per GPU under load",
+    "host_power_w": "host power", "pue": "PUE (cooling overhead)", "electricity_usd_per_kwh": "electricity price",
+    "utilisation": "utilisation (busy share of the year)", "already_owned": "already owned (1 = yes)",
+}
+_DERIVED = re.compile(r"([0-9.]+) runs/month x ([0-9.]+) h \+ ([0-9.]+) h other use")
+
+
+def _xl(v: Any) -> Any:
+    """A document value as a cell value: numbers and bools as they are, text defused, lists/dicts as text."""
+    if isinstance(v, str):
+        return defuse(v)
+    if isinstance(v, dict):
+        return defuse(json.dumps(v, sort_keys=True))
+    if isinstance(v, list):
+        return defuse("; ".join(map(str, v)))
+    return v
+
+
+def option_columns(doc: dict[str, Any]) -> list[str]:
+    """OPTION_COLUMNS, then any other key the plan's options carry (newer plans add some), first seen first."""
+    cols = list(OPTION_COLUMNS)
+    for o in doc.get("options") or []:
+        for k in o:
+            if k not in cols:
+                cols.append(k)
+    return cols
+
+
+def option_cell(o: dict[str, Any], col: str, doc: dict[str, Any]) -> Any:
+    if col == "recommended":
+        return is_recommended(o, doc)
+    if col == "notes":
+        notes = o.get("notes") or []
+        return defuse("; ".join(str(n) for n in notes) if isinstance(notes, list) else str(notes))
+    return _xl(o.get(col))
+
+
+def chosen_profile(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The local profile the Summary compares with: the periods' profile, else the local alternative's, else the
+    one with the cheapest job."""
+    profiles = [p for p in doc.get("local_profiles") or [] if isinstance(p, dict)]
+    if not profiles:
+        return None
+    wanted = (doc.get("periods") or {}).get("local_profile") or ((doc.get("alternatives") or {}).get("local") or {}
+                                                                  ).get("instance_type")
+    for p in profiles:
+        if p.get("name") == wanted:
+            return p
+    local_costs = {o.get("instance_type"): o.get("cost_usd") for o in doc.get("options") or []
+                   if o.get("target") == "local" and isinstance(o.get("cost_usd"), (int, float))}
+    return min(profiles, key=lambda p: local_costs.get(p.get("name"), float("inf")))
+
+
+def _profile_values(p: dict[str, Any]) -> dict[str, tuple[Any, str, str]]:
+    """field -> (value, unit, source) from a local_profiles entry's assumption rows."""
+    name = str(p.get("name"))
+    out: dict[str, tuple[Any, str, str]] = {}
+    for a in p.get("assumptions") or []:
+        label = str(a.get("name"))
+        if label.startswith(f"{name}: "):
+            out[label[len(name) + 2:]] = (a.get("value"), str(a.get("unit") or ""), str(a.get("source") or ""))
+    if p.get("utilisation") is not None and "utilisation" in out:
+        v, unit, src = out["utilisation"]
+        out["utilisation"] = (p["utilisation"], unit, src)
+    return out
+
+
+def _local_option(doc: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((o for o in doc.get("options") or [] if o.get("target") == "local" and o.get("instance_type") == name),
+                None)
+
+
+class _Sheet:
+    """Appends rows to an openpyxl worksheet and remembers where named inputs landed (for formulas)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.row = 0
+
+    def add(self, values: list[Any], fmt: dict[int, str] | None = None, bold: bool = False) -> int:
+        self.row += 1
+        from openpyxl.styles import Font
+
+        for i, v in enumerate(values, start=1):
+            cell = self.ws.cell(row=self.row, column=i, value=v)
+            if fmt and i in fmt:
+                cell.number_format = fmt[i]
+            if bold:
+                cell.font = Font(bold=True)
+        return self.row
+
+
+def _widths(ws: Any, widths: dict[str, float]) -> None:
+    for col, w in widths.items():
+        ws.column_dimensions[col].width = w
+
+
+def _import_openpyxl_without_numpy() -> None:
+    """openpyxl imports numpy only to accept numpy scalars as numbers (openpyxl.compat.numbers); that costs about
+    0.35 s of a 2 s report. Our cells are plain Python values, so when numpy is not loaded yet, openpyxl is
+    imported with numpy hidden (measured with python -X importtime, 2026-12-01)."""
+    import sys
+
+    if "openpyxl" in sys.modules or "numpy" in sys.modules:
+        return
+    sys.modules["numpy"] = None  # type: ignore[assignment]  # makes `import numpy` raise ImportError
+    try:
+        import openpyxl  # noqa: F401
+    finally:
+        del sys.modules["numpy"]
+
+
+def report_xlsx(doc: dict[str, Any]) -> bytes:
+    _import_openpyxl_without_numpy()
+    try:
+        from openpyxl import Workbook
+        from openpyxl.styles import Font, PatternFill
+        from openpyxl.utils import get_column_letter
+    except ImportError as exc:
+        raise ReportDependencyError(f"report.xlsx needs openpyxl ({exc}); pip install 'gpuplan[report]'") from None
+
+    wb = Workbook()
+    summary = _Sheet(wb.active)
+    summary.ws.title = "Summary"
+    options_ws = wb.create_sheet("Options")
+    tco = _Sheet(wb.create_sheet("Local TCO"))
+    sens = _Sheet(wb.create_sheet("Sensitivity"))
+    assum = _Sheet(wb.create_sheet("Assumptions"))
+    eng = _Sheet(wb.create_sheet("Estimator constants"))
+    bold = Font(bold=True)
+    rec = doc.get("recommendation") or {}
+    periods = doc.get("periods") or {}
+
+    # -- Assumptions: inputs first (the cells the formulas read), then the rest of the finance assumptions --
+    assum.add(["assumption", "value", "unit", "source", "applies to"], bold=True)
+    ref: dict[str, str] = {}  # input name -> absolute reference
+
+    def put(key: str, name: str, value: Any, unit: str, source: str, scope: str, fmt: str | None = None) -> str:
+        r = assum.add([defuse(name), _xl(value), defuse(unit), defuse(source), defuse(scope)],
+                      {2: fmt} if fmt else None)
+        ref[key] = f"Assumptions!$B${r}"
+        return ref[key]
+
+    runs_given = periods.get("runs_per_month")
+    derived = {}
+    for p in doc.get("local_profiles") or []:
+        src = _profile_values(p).get("utilisation", (None, "", ""))[2]
+        m = _DERIVED.search(src)
+        if m:
+            derived[p.get("name")] = m
+    if runs_given is None and derived:
+        runs_given = float(next(iter(derived.values())).group(1))
+    other_use = float(next(iter(derived.values())).group(3)) if derived else 0.0
+    put("runs", "runs per month", runs_given if runs_given is not None else 1, "runs",
+        "the workload given to the plan (--runs-per-month)" if runs_given is not None
+        else "not given to the plan: 1 run a month as a placeholder; change it", "workload")
+    put("horizon", "horizon", periods.get("horizon_months") or 36, "months",
+        "planning horizon (--horizon-months; default 36 = a 3-year depreciation schedule)", "workload")
+    put("other_use", "other busy hours on the local GPUs", other_use, "h/month",
+        "the workload given to the plan (--other-use-hours)", "workload")
+    if rec:
+        put("price", "price of the recommended option", rec.get("usd_per_hour"), "USD/h",
+            f"{rec.get('provider')} price list ({rec.get('source') or 'catalog'}, as of {rec.get('as_of') or 'n/a'})",
+            describe(rec), USD_SMALL)
+        put("gpus", "GPUs of the recommended option", rec.get("gpus"), "GPUs", "the recommended offer", describe(rec))
+        put("hours", "training time of the recommended option", rec.get("hours"), "h",
+            "the plan's estimate (throughput model; see the Estimator constants sheet)", describe(rec), PLAIN)
+        startup = rec.get("startup_hours")
+        put("startup", "start-up time (provisioning, setup, model download)", startup if startup is not None else 0,
+            "h", "the plan's start-up estimate" if startup is not None else "not in this plan (0 assumed)",
+            describe(rec), PLAIN)
+
+    # local profiles: one block of inputs each
+    profiles = [p for p in doc.get("local_profiles") or [] if isinstance(p, dict)]
+    for p in profiles:
+        name = str(p.get("name"))
+        values = _profile_values(p)
+        opt = _local_option(doc, name) or {}
+        for f in PROFILE_FIELDS:
+            v, unit, src = values.get(f, (p.get(f) if f != "already_owned" else p.get("already_owned"), "", ""))
+            if f == "already_owned":
+                v = 1 if v else 0
+            if f == "utilisation" and name in derived:
+                continue  # a formula in Local TCO: it follows runs per month
+            put(f"{name}:{f}", f"{name}: {PROFILE_LABELS[f]}", v, unit, src or "local profile", f"local: {name}")
+        put(f"{name}:job_hours", f"{name}: training time of the job", opt.get("hours"), "h",
+            "the plan's estimate on this machine", f"local: {name}", PLAIN)
+        put(f"{name}:job_gpus", f"{name}: GPUs the job uses", opt.get("gpus") or p.get("gpu_count"), "GPUs",
+            "the plan's local option", f"local: {name}")
+
+    finance, engineering = split_assumptions(doc)
+    for a in finance:
+        if str(a.get("scope", "")).startswith("local:"):
+            continue  # the inputs above
+        assum.add([defuse(str(a.get("name"))), _xl(a.get("value")), defuse(str(a.get("unit") or "")),
+                   defuse(str(a.get("source") or "")), defuse(str(a.get("scope")))])
+    _widths(assum.ws, {"A": 52, "B": 14, "C": 14, "D": 80, "E": 40})
+    assum.ws.freeze_panes = "A2"
+
+    eng.add(["constant", "value", "unit", "source"], bold=True)
+    for a in engineering:
+        eng.add([defuse(str(a.get("name"))), _xl(a.get("value")), defuse(str(a.get("unit") or "")),
+                 defuse(str(a.get("source") or ""))])
+    _widths(eng.ws, {"A": 52, "B": 14, "C": 12, "D": 90})
+    eng.ws.freeze_panes = "A2"
+
+    # -- Local TCO: one column per profile --
+    tco.add(["line", *[str(p.get("name")) for p in profiles]], bold=True)
+    tco_rows: dict[str, int] = {}
+    lines = [
+        ("capex", "capex (hardware + other)", "={purchase}+{other}", USD),
+        ("residual", "residual value at end of life", "={capex}*{residual_pct}/100", USD),
+        ("annual_capital", "capital per year (annuity, net of residual)",
+         "=IF({coc}=0,({capex}-{residual})/{life},({capex}-{residual}/(1+{coc}/100)^{life})*({coc}/100)"
+         "/(1-(1+{coc}/100)^(-{life})))", USD),
+        ("annual_upkeep", "upkeep per year", "={capex}*{maint}/100", USD),
+        ("annual_fixed", "fixed cost per year (capital + upkeep)", "={annual_capital}+{annual_upkeep}", USD),
+        ("utilisation", "utilisation", "{utilisation}", PCT),
+        ("energy_gpu_h", "power per GPU-hour", "=({gpu_w}+{host_w}/{gpu_count})/1000*{pue}*{elec}", USD_SMALL),
+        ("usd_gpu_h", "cost per GPU-hour at the utilisation",
+         "={annual_fixed}/(8760*{utilisation_cell}*{gpu_count})+{energy_gpu_h}", USD_SMALL),
+        ("energy_run", "power per run", "=({job_gpus}*{gpu_w}+{host_w})/1000*{pue}*{elec}*{job_hours}", USD),
+        ("loaded_run", "cost per run, fully loaded",
+         "={annual_fixed}/(8760*{utilisation_cell}*{gpu_count})*{job_gpus}*{job_hours}+{energy_run}", USD),
+        ("marginal_run", "cost per run, marginal (power only if already owned)",
+         "=IF({owned}=1,{energy_run},{loaded_run})", USD),
+        ("running_month", "running cost per month (upkeep + power for the runs)",
+         "={annual_upkeep}/12+{energy_run}*{runs}", USD),
+        ("amortised_month", "cost per month, amortised (fixed/12 + power for the runs)",
+         "={annual_fixed}/12+{energy_run}*{runs}", USD),
+        ("break_even", "break-even utilisation against the recommendation",
+         '=IF({rec_gpu_h}-{energy_gpu_h}>0,{annual_fixed}/(8760*{gpu_count}*({rec_gpu_h}-{energy_gpu_h})),"never")',
+         PCT),
+    ]
+    start_row = 2
+    for i, (key, _, _, _) in enumerate(lines):
+        tco_rows[key] = start_row + i
+    rec_gpu_h = f"({ref['price']}/{ref['gpus']})" if rec and "price" in ref else "0"
+    for key, label, template, numfmt in lines:
+        row = [label]
+        for j, p in enumerate(profiles):
+            name = str(p.get("name"))
+            col = get_column_letter(j + 2)
+
+            def cell(k: str) -> str:
+                return f"{col}{tco_rows[k]}"
+
+            r = {f: ref.get(f"{name}:{f}", "0") for f in PROFILE_FIELDS}
+            if name in derived:
+                util = (f"=ROUND(MAX(0.001,MIN(1,({ref['runs']}*{ref[f'{name}:job_hours']}+{ref['other_use']})"
+                        f"/730)),4)")
+            else:
+                util = f"={r['utilisation']}"
+            row.append(template.format(
+                purchase=r["purchase_price_usd"], other=r["other_capex_usd"], residual_pct=r["residual_value_pct"],
+                coc=r["cost_of_capital_pct"], life=r["lifetime_years"], maint=r["maintenance_pct_per_year"],
+                gpu_w=r["gpu_power_w"], host_w=r["host_power_w"], gpu_count=r["gpu_count"], pue=r["pue"],
+                elec=r["electricity_usd_per_kwh"], owned=r["already_owned"], utilisation=util,
+                utilisation_cell=cell("utilisation"), job_hours=ref.get(f"{name}:job_hours", "0"),
+                job_gpus=ref.get(f"{name}:job_gpus", "0"), runs=ref["runs"], rec_gpu_h=rec_gpu_h,
+                capex=cell("capex"), residual=cell("residual"), annual_capital=cell("annual_capital"),
+                annual_upkeep=cell("annual_upkeep"), annual_fixed=cell("annual_fixed"),
+                energy_gpu_h=cell("energy_gpu_h"), energy_run=cell("energy_run"), loaded_run=cell("loaded_run")))
+        tco.add(row, {j + 2: numfmt for j in range(len(profiles))})
+    if not profiles:
+        tco.add(["No local hardware profile in this plan (use --local-profile)."])
+    _widths(tco.ws, {"A": 58, **{get_column_letter(j + 2): 22 for j in range(len(profiles))}})
+
+    # -- Summary --
+    s = summary
+    s.add([defuse(f"GPU plan: {(doc.get('job') or {}).get('name') or (doc.get('job') or {}).get('model') or 'job'}"),
+           None, None, None], bold=True)
+    s.add([CURRENCY_NOTE + " Column B recalculates from the Assumptions sheet; column D is the plan's own figure."])
+    s.add(["item", "value", "unit", "the plan's figure"], bold=True)
+    timed = bool(rec) and isinstance(rec.get("hours"), (int, float))
+    if rec and not timed:
+        s.add(["recommended option", defuse(describe(rec)), "", ""])
+        s.add(["cost per million tokens", rec.get("usd_per_million_tokens"), "USD", rec.get("usd_per_million_tokens")],
+              {2: USD_SMALL, 4: USD_SMALL})
+        s.add(["no dataset size was given, so there is no cost per run, month or year", None, None, None])
+    elif rec:
+        s.add(["recommended option", defuse(describe(rec)), "", ""])
+        cost_doc = rec.get("cost_with_startup_usd", rec.get("cost_usd"))
+        r_cost = s.add(["cloud cost per run", f"={ref['price']}*({ref['hours']}+{ref['startup']})", "USD", cost_doc],
+                       {2: USD, 4: USD})
+        s.add(["cloud time to result", f"={ref['hours']}+{ref['startup']}", "h",
+               rec.get("time_to_result_hours", rec.get("hours"))], {2: HOURS, 4: HOURS})
+        r_runs = s.add(["runs per month", f"={ref['runs']}", "runs", periods.get("runs_per_month")])
+        cloud = (periods.get("scenarios") or {}).get("cloud") or {}
+        r_cm = s.add(["cloud per month", f"=B{r_cost}*B{r_runs}", "USD", cloud.get("per_month_usd")], {2: USD, 4: USD})
+        s.add(["cloud per year", f"=B{r_cm}*12", "USD", cloud.get("per_year_usd")], {2: USD, 4: USD})
+        r_ch = s.add(["cloud over the horizon", f"=B{r_cm}*{ref['horizon']}", "USD", cloud.get("horizon_usd")],
+                     {2: USD, 4: USD})
+    else:
+        s.add(["recommended option", "none: " + defuse(str(doc.get("recommendation_reason") or "no option fits")),
+               "", ""])
+    prof = chosen_profile(doc)
+    if prof is not None and timed:
+        j = profiles.index(prof)
+        col = get_column_letter(j + 2)
+
+        def t(k: str) -> str:
+            return f"'Local TCO'!{col}{tco_rows[k]}"
+
+        local = (periods.get("scenarios") or {}).get("local") or {}
+        s.add(["local profile compared", defuse(str(prof.get("name"))), "", ""])
+        s.add(["local utilisation", f"={t('utilisation')}", "", prof.get("utilisation")], {2: PCT, 4: PCT})
+        r_capex = s.add(["local capex up front", f"={t('capex')}", "USD", local.get("capex_usd")], {2: USD, 4: USD})
+        s.add(["local cost per GPU-hour at that utilisation", f"={t('usd_gpu_h')}", "USD/GPU-h",
+               prof.get("usd_per_gpu_hour")], {2: USD_SMALL, 4: USD_SMALL})
+        s.add(["local cost per run, fully loaded", f"={t('loaded_run')}", "USD", prof.get("loaded_cost_usd")],
+              {2: USD, 4: USD})
+        # the plan's own period totals are listed below as they are (its definitions); here, the workbook's
+        r_run = s.add(["local running cost per month (upkeep + power)", f"={t('running_month')}", "USD", None],
+                      {2: USD, 4: USD})
+        r_lm = s.add(["local per month, amortised", f"={t('amortised_month')}", "USD", None], {2: USD, 4: USD})
+        s.add(["local per year, amortised", f"=B{r_lm}*12", "USD", None], {2: USD, 4: USD})
+        r_lh = s.add(["local over the horizon (capex + running)", f"=B{r_capex}+B{r_run}*{ref['horizon']}", "USD",
+                      None], {2: USD, 4: USD})
+        s.add(["payback month (local capex against cloud spend)",
+               f'=IF(B{r_cm}>B{r_run},ROUNDUP(B{r_capex}/(B{r_cm}-B{r_run}),0),"never")', "month", None])
+        s.add(["break-even utilisation against the recommendation", f"={t('break_even')}", "",
+               prof.get("break_even_vs_recommendation")], {2: PCT, 4: PCT})
+        s.add(["cheaper over the horizon (cloud or local)", f'=IF(B{r_ch}<=B{r_lh},"cloud","local")', "", None])
+    if periods.get("scenarios"):
+        s.add([])
+        s.add(["the plan's period totals", "per run", "per month", "per year", "over the horizon", "capex",
+               "running per month", "payback month"], bold=True)
+        for name, sc in periods["scenarios"].items():
+            s.add([defuse(str(name)), sc.get("per_run_usd"), sc.get("per_month_usd"), sc.get("per_year_usd"),
+                   sc.get("horizon_usd"), sc.get("capex_usd"), sc.get("running_per_month_usd"),
+                   sc.get("payback_month")], {i: USD for i in range(2, 8)})
+    _widths(s.ws, {"A": 52, "B": 26, "C": 14, "D": 18, "E": 16, "F": 14, "G": 18, "H": 14})
+    for cell in s.ws[1]:
+        cell.font = Font(bold=True, size=13)
+
+    # -- Options: every per-region row --
+    cols = option_columns(doc)
+    options_ws.append(cols)
+    for cell in options_ws[1]:
+        cell.font = bold
+    fill = PatternFill("solid", fgColor="E2F4EC")
+    flag_fill = PatternFill("solid", fgColor="FDF0D5")
+    formats = {i: (USD if c in MONEY_COLUMNS else USD_SMALL if c in SMALL_MONEY_COLUMNS else HOURS)
+               for i, c in enumerate(cols) if c in MONEY_COLUMNS | SMALL_MONEY_COLUMNS | HOUR_COLUMNS}
+    n_rows = 1
+    for o in doc.get("options") or []:
+        n_rows += 1
+        recommended = is_recommended(o, doc)
+        flagged = not recommended and price_flag(o, doc) in ("stale", "outlier")
+        for i, c in enumerate(cols):
+            value = option_cell(o, c, doc)
+            if value is None and not (recommended or flagged):
+                continue  # an empty cell costs as much to write as a full one
+            cell = options_ws.cell(row=n_rows, column=i + 1, value=value)
+            if i in formats:
+                cell.number_format = formats[i]
+            if recommended:
+                cell.fill = fill
+                cell.font = bold
+            elif flagged:
+                cell.fill = flag_fill
+    options_ws.freeze_panes = "A2"
+    options_ws.auto_filter.ref = f"A1:{get_column_letter(len(cols))}{n_rows}"
+    for i, c in enumerate(cols, start=1):
+        options_ws.column_dimensions[get_column_letter(i)].width = 34 if c in ("notes", "source") else max(len(c), 8) + 3
+
+    # -- Sensitivity --
+    sens.add(list(SENSITIVITY_COLUMNS), bold=True)
+    idx = {c: i + 1 for i, c in enumerate(SENSITIVITY_COLUMNS)}
+    for r in sensitivity_table(doc):
+        sens.add([_xl(r.get(c)) for c in SENSITIVITY_COLUMNS], {idx["cost_low_usd"]: USD, idx["cost_high_usd"]: USD})
+    _widths(sens.ws, {"A": 36, "H": 50})
+    sens.ws.freeze_panes = "A2"
+
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
