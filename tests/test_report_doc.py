@@ -3,8 +3,8 @@ alternatives, global batch, periods) and shows it as a finance reviewer needs it
 totals equal to the plan's, one row per offer at its cheapest region, flagged prices marked, finance assumptions
 apart from the estimator's constants. A plan without those keys still renders and says what it lacks.
 
-`full_plan_document()` is a real `plan_job(...)` result with those keys filled with realistic values; the
-other report tests import it.
+`full_plan_document()` is a real `plan_job(...)` result with a workload (so it carries every one of those keys);
+the other report tests import it.
 """
 from __future__ import annotations
 
@@ -29,11 +29,13 @@ HORIZON = 36
 
 
 @functools.lru_cache(maxsize=4)
-def _base_plan(runs_per_month: float | None, profiles: tuple[str, ...] | None = None) -> str:
+def _base_plan(runs_per_month: float | None, profiles: tuple[str, ...] | None = None,
+               horizon: int | None = None) -> str:
     from planner.plan import plan_job
     from train.spec import load_spec
 
-    doc = plan_job(load_spec(JOB), runs_per_month=runs_per_month, local_profiles=list(profiles) if profiles else None)
+    doc = plan_job(load_spec(JOB), runs_per_month=runs_per_month, local_profiles=list(profiles) if profiles else None,
+                   horizon_months=horizon)
     return json.dumps(doc)
 
 
@@ -42,81 +44,26 @@ def plan_document(runs_per_month: float | None = RUNS_PER_MONTH, profiles: tuple
     return json.loads(_base_plan(runs_per_month, profiles))
 
 
-def _fill_option(o: dict, doc: dict) -> None:
-    local = o["target"] == "local"
-    o["startup_hours"] = 0.0 if local else (0.3 if o["spot"] else 0.2)
-    if o.get("hours") is not None:
-        o["time_to_result_hours"] = o["hours"] + o["startup_hours"]
-        o["cost_with_startup_usd"] = o["cost_usd"] + (0.0 if local else o["usd_per_hour"] * o["startup_hours"])
-    else:
-        o["time_to_result_hours"] = o["cost_with_startup_usd"] = None
-    o["config"] = {"batch_size": 4, "grad_accum": 2, "gradient_checkpointing": o["gpu"] in ("T4", "L4", "A10G"),
-                   "parallel": "ddp" if o["gpus"] > 1 else "none"}
-    o["global_batch_tokens"] = 4 * 2 * o["gpus"] * doc["job"].get("seq_len", 2048)
-
-
 def full_plan_document(runs_per_month: float = RUNS_PER_MONTH, horizon: int = HORIZON) -> dict:
-    """A real plan with every key of the shared contract filled the way the planner fills it."""
-    doc = plan_document(runs_per_month)
-    # price flags: the dearest per-GPU price of a GPU type and kind at >2x its cheapest is an outlier; a
-    # provider's stale prices are stale
-    cheapest: dict[tuple, float] = {}
-    for o in doc["options"]:
-        k = (o["gpu"], o["spot"], o["target"])
-        cheapest[k] = min(cheapest.get(k, math.inf), o["usd_per_gpu_hour"])
+    """A real plan with a workload: every key of the shared contract, filled by the planner itself."""
+    doc = json.loads(_base_plan(runs_per_month, None, horizon))
+    for key in ("periods", "alternatives", "global_batch"):
+        assert key in doc, f"the plan lacks {key}"
+    return doc
+
+
+NEW_OPTION_KEYS = ("startup_hours", "time_to_result_hours", "cost_with_startup_usd", "price_flag", "config",
+                   "global_batch_tokens")
+
+
+def v01_plan_document() -> dict:
+    """The same plan as version 0.1 wrote it: none of the decision keys (what `report --from` meets in old files)."""
+    doc = plan_document(None)
     for o in doc["options"] + [doc["recommendation"]]:
-        _fill_option(o, doc)
-        stale = (doc["prices"].get(o["provider"]) or {}).get("stale")
-        o["price_flag"] = ("stale" if stale else "outlier" if o["target"] == "cloud" and
-                           o["usd_per_gpu_hour"] > 2 * cheapest[(o["gpu"], o["spot"], o["target"])] else "normal")
-    rec = doc["recommendation"]
-    c, t = rec["cost_with_startup_usd"], rec["time_to_result_hours"]
-    rec["cost_range_usd"] = [c * 0.86, c, c * 1.31]
-    rec["time_to_result_range_hours"] = [t * 0.89, t, t * 1.14]
-    rec["risks"] = ["Spot capacity: 8x H100 spot in ap-southeast-3 is reclaimed about once per 20 h; "
-                    "on-demand costs 2.9x", "Price: aws spot price may move ±30% before launch"]
-    fitting = [o for o in doc["options"] if o["fits"] and o.get("hours")]
-    doc["alternatives"] = {
-        "cheapest_on_demand": min((o for o in fitting if o["target"] == "cloud" and not o["spot"]),
-                                  key=lambda o: o["cost_with_startup_usd"]),
-        "fastest": min(fitting, key=lambda o: o["time_to_result_hours"]),
-        "local": min((o for o in fitting if o["target"] == "local"), key=lambda o: o["cost_usd"]),
-    }
-    doc["global_batch"] = {"sequences": 64, "tokens": 64 * doc["job"].get("seq_len", 2048), "steps": 1000}
-    for a in doc["assumptions"]:
-        a["category"] = "estimator" if a["name"].startswith("estimator") else "finance"
-    # periods: cloud = the recommendation; local = the local alternative's profile, capex up front
-    prof = next(p for p in doc["local_profiles"] if p["name"] == doc["alternatives"]["local"]["instance_type"])
-    vals = {a["name"].split(": ", 1)[1]: a["value"] for a in prof["assumptions"]}
-    capex = vals["purchase_price_usd"] + vals["other_capex_usd"]
-    local_run = prof["loaded_cost_usd"]
-    energy_run = prof["energy_usd_per_gpu_hour"] * doc["alternatives"]["local"]["hours"]
-    running = capex * vals["maintenance_pct_per_year"] / 100 / 12 + energy_run * runs_per_month
-    cloud_month = c * runs_per_month
-    share = 0.6
-    hybrid_month = running + (1 - share) * cloud_month
-
-    def scenario(per_run, per_month, capex_, running_, payback, cum):
-        return {"per_run_usd": per_run, "per_month_usd": per_month, "per_year_usd": per_month * 12,
-                "horizon_usd": cum[-1], "capex_usd": capex_, "running_per_month_usd": running_,
-                "payback_month": payback, "cumulative_usd": cum}
-
-    cum_cloud = [cloud_month * m for m in range(horizon + 1)]
-    cum_local = [capex + running * m for m in range(horizon + 1)]
-    cum_hybrid = [capex + hybrid_month * m for m in range(horizon + 1)]
-    doc["periods"] = {
-        "runs_per_month": runs_per_month, "horizon_months": horizon, "currency": "USD",
-        "cloud_option": f"{rec['provider']} {rec['instance_type']} {rec['region']} spot",
-        "local_profile": prof["name"],
-        "scenarios": {
-            "cloud": scenario(c, cloud_month, 0.0, cloud_month, None, cum_cloud),
-            "local": {**scenario(local_run, capex / horizon + running, capex, running, None, cum_local)},
-            "hybrid": {**scenario(hybrid_month / runs_per_month, hybrid_month, capex, hybrid_month, None, cum_hybrid),
-                       "local_share": share},
-        },
-        "cheapest": min(("cloud", cum_cloud[-1]), ("local", cum_local[-1]), ("hybrid", cum_hybrid[-1]),
-                        key=lambda kv: kv[1])[0],
-    }
+        for k in NEW_OPTION_KEYS + ("cost_range_usd", "time_to_result_range_hours", "risks"):
+            o.pop(k, None)
+    for k in ("alternatives", "global_batch", "periods", "tuning"):
+        doc.pop(k, None)
     return doc
 
 
@@ -227,9 +174,7 @@ def test_job_section_shows_global_batch_and_the_tuned_configuration(full_doc, fu
 
 
 def test_a_plan_without_the_new_keys_renders_and_says_what_it_lacks():
-    doc = plan_document(None)
-    for o in doc["options"]:
-        assert "startup_hours" not in o
+    doc = v01_plan_document()
     text = _text(_html(doc))
     assert "Start-up time: not in this plan" in text and "global batch not in this plan" in text
     assert "Per run, month and year" not in text  # no workload given: no period section
