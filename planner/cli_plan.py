@@ -96,8 +96,10 @@ def spec_from_cli(job: str | None, kwargs: dict[str, Any]) -> JobSpec:
 
 
 def plan_from_cli(job: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    from planner.inputs.flags import check_plan_flags
     from planner.plan import plan_job
 
+    check_plan_flags(kwargs)
     spec = spec_from_cli(job, kwargs)
     providers = list(kwargs.get("provider") or []) or None
     return plan_job(spec, provider=providers, region=kwargs.get("region"), spot=kwargs.get("spot"),
@@ -118,6 +120,13 @@ def plan_from_cli(job: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
 def plan(job: str | None, fmt: str, report_dir: str | None, top: int, **kwargs: Any) -> None:
     """Size a fine-tuning job: peak memory, speed, time and cost on each GPU type and count, what fits, and what
     to change when it doesn't. JOB is a YAML job spec (see examples/); flags override it."""
+    from planner.inputs.flags import check_plan_flags
+
+    check_plan_flags({"top": top})
+    if report_dir:
+        from pricing.cache import check_output_dir
+
+        check_output_dir(report_dir, "--report")
     doc = plan_from_cli(job, kwargs)
     if report_dir:
         from planner.report import write_report
@@ -127,7 +136,8 @@ def plan(job: str | None, fmt: str, report_dir: str | None, top: int, **kwargs: 
     if fmt == "json":
         # Pretty for a person at a terminal; compact for scripts (json.dumps without indent is the one path
         # that uses the C encoder: ~10x faster on a plan with a thousand options).
-        out.write(json.dumps(doc, indent=2 if out.isatty() else None) + "\n")
+        # allow_nan=False: the last guard; non-finite numbers are refused where they enter
+        out.write(json.dumps(doc, indent=2 if out.isatty() else None, allow_nan=False) + "\n")
     elif fmt == "csv":
         out.write(plans_csv(doc))
     else:

@@ -62,11 +62,11 @@ def prices(ctx: click.Context, gpu: str | None, provider: str | None, region: st
     offers = sorted(s.offers, key=lambda o: (o.usd_per_gpu_hour() if o.usd_per_hour is not None else float("inf"),
                                              o.provider, o.instance_type, o.region))
     for w in s.warnings:
-        if "days old" in w or "no valid date" in w or "unreadable" in w:
+        if "days old" in w or "no valid date" in w or "unreadable" in w or "skipped" in w:
             click.echo(f"warning: {w}", err=True)
     rows = _rows(offers)
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=1))
+        click.echo(json.dumps(rows, indent=1, allow_nan=False))
     elif fmt == "csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(JSON_KEYS))
@@ -95,6 +95,9 @@ def build_snapshot_cmd(from_dir: Path, as_of: str | None, commits: tuple[str, ..
     from pricing.errors import PricingInputError
     from pricing.snapshot import BUNDLED, build_snapshot, drop_summary, dumps
 
+    from pricing.cache import check_output_file
+
+    check_output_file(output or BUNDLED, "--output")  # before the (slow) build, not after it
     commit_map = {}
     for c in commits:
         if "=" not in c:
