@@ -712,6 +712,9 @@ def resolve_model(name_or_path: str) -> ModelArch:
     close = _close_matches(name)
     suggestion = f"use one of: {', '.join(close)}" if close else "use a registry id such as meta-llama/Llama-3.1-8B"
     if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name):
+        if len(name) > 96:  # the hub's limit on repo ids (huggingface_hub validate_repo_id)
+            raise SpecError("model", f"'{name[:60]}...' is {len(name)} characters, over the hub's 96 for an id",
+                            "check the id, or pass a config.json path or a model folder")
         return _from_hub(name, suggestion)
     raise SpecError("model", f"'{name}' is not in the registry",
                     f"{suggestion}, or pass a config.json path, a model folder or a hub id (owner/name)")

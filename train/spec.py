@@ -465,7 +465,11 @@ def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
         if value is not None:
             merged[key] = value
     spec = apply_overrides(JobSpec(), merged, require_model=require_model, check=False)
-    given = {str(k).replace("-", "_") for k, v in raw.items() if v is not None}
+    # A file's field counts as given when it differs from the default: a spec written out in full (dump_spec,
+    # what launch ships) carries every default, and a default never contradicts anything.
+    defaults = dataclasses.asdict(JobSpec())
+    given = {k.replace("-", "_") for k, v in raw.items() if v is not None}
+    given = {k for k in given if k == "data" or getattr(spec, k, None) != defaults.get(k)}
     if "method" in flags:  # a flag switching the method overrides the file's LoRA settings, no conflict
         given -= set(_LORA_FIELDS)
     check_conflicts(spec, given | flags)
@@ -478,8 +482,8 @@ def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
 
 
 # ----------------------------------------------------------------------------------------------
-# Contradictions between fields that are each valid alone. Only fields the user gave count (a default never
-# contradicts). Decided one by one:
+# Contradictions between fields that are each valid alone. Only fields the user gave count: every flag, and
+# a file's fields whose value is not the default (a default never contradicts). Decided one by one:
 #   method full + lora_r/lora_alpha/lora_dropout/lora_targets  refused: full fine-tuning has no adapter
 #       (a --method flag over a file's LoRA settings is allowed: the flag says which method runs)
 #   method lora/full + double_quant                            refused: double quantization is QLoRA's NF4 only
