@@ -67,8 +67,9 @@ def flag_cases() -> list[Case]:
     values = ["0", "-1", "9223372036854775808", "1e309", "nan", "inf", "-inf", "1e30", "99999999999", "abc", ""]
     for flag in numeric:
         for v in values:
+            in_range = v == "99999999999" and flag in ("--dataset-tokens", "--dataset-examples")
             out.append(Case("flags", f"{flag} {v!r}", ["plan", "--model", MODEL, "--method", "lora", flag, v,
-                                                         "--format", "json"], refuse=True, json_out=True))
+                                                         "--format", "json"], refuse=not in_range, json_out=True))
     for flag in ["--budget", "--deadline-hours", "--max-hourly", "--runs-per-month", "--other-use-hours", "--top"]:
         for v in ["nan", "inf", "-1", "-inf", "1e309", "1e300"]:  # all out of range (upper bounds too)
             argv = ["plan", "--model", MODEL, "--gpu", "A100-80GB", flag, v]
@@ -203,7 +204,9 @@ def model_config_cases(tmp: Path) -> list[Case]:
     for name, text in docs.items():
         p = _w(d / name / "config.json", text)
         out.append(Case("model_config", name, ["plan", "--model", str(p), "--gpu", "A100-80GB", "--format", "json",
-                                               "--no-local"], refuse=name != "tie_no", json_out=True))
+                                               "--no-local"],
+                        # read as meant: "no" is false; a list as _name_or_path or text_config is ignored
+                        refuse=name not in ("tie_no", "name_list", "text_config_list"), json_out=True))
     out.append(Case("model_config", "fifo", ["plan", "--model", str(_fifo(d / "fifo" / "config.json")),
                                              "--gpu", "A100-80GB"], refuse=True))
     (d / "dirjson" / "config.json").mkdir(parents=True)

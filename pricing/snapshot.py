@@ -92,6 +92,11 @@ def loads(text: str, origin: str = "offers file") -> OffersFile:
     dropped = [d for d in dropped_raw if _is_drop(d)] if isinstance(dropped_raw, list) else []
     warnings_raw = doc.get("warnings", [])
     warnings = [w for w in warnings_raw if isinstance(w, str) and len(w) <= 2000] if isinstance(warnings_raw, list) else []
+    if not isinstance(dropped_raw, list) or len(dropped) != len(dropped_raw):
+        warnings.append(f"{origin}: 'dropped' holds entries that are not {{provider, instance_type, region, what, "
+                        "reason}}; those were skipped")
+    if not isinstance(warnings_raw, list) or len(warnings) != len(warnings_raw):
+        warnings.append(f"{origin}: 'warnings' holds entries that are not texts; those were skipped")
     if bad:
         warnings.append(f"{origin}: {len(bad)} of {len(rows)} offers are invalid and were skipped "
                         f"(first: {bad[0][:200]})")
@@ -173,6 +178,10 @@ def build_snapshot(catalog_dir: Path, *, as_of: str | None = None,
         commit = commits.get(provider) or provenance.get(rel) or "unknown-commit"
         source = f"skypilot-catalog {version_of(path)} {commit[:12]} ({provider})"
         offers, drops, warns = read_catalog(path, provider, source, as_of)
+        if not offers:
+            raise PricingInputError("catalog", f"{path} gives no usable GPU offers ({len(drops)} rows dropped): "
+                                               "empty, or not a SkyPilot vms.csv",
+                                    "give the folder of SkyPilot catalogs, or remove that file")
         all_offers += offers
         dropped += [d.to_dict() for d in drops]
         warnings += warns

@@ -476,3 +476,25 @@ def test_an_unexpected_error_is_one_line_and_exit_1(monkeypatch):
     rc, _out, err = run("plan", "--model", MODEL, "--gpu", "A100-80GB")
     assert rc == 1 and "internal error (ZeroDivisionError" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Narrow terminals
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("width", [100, 120])
+def test_prices_table_at_100_columns_never_cuts_provider_instance_or_region(width):
+    from rich.console import Console
+
+    from planner.cli_prices import _rows, _table
+    from pricing.catalog import load_offers
+
+    rows = _rows(load_offers(user_caches=False).offers)
+    buf = io.StringIO()
+    _table(rows, console=Console(width=width, file=buf, force_terminal=False, color_system=None))
+    lines = buf.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert "…" not in buf.getvalue()
+    body = buf.getvalue()
+    for r in rows:
+        assert r["instance_type"] in body and r["region"] in body and r["provider"] in body
+    assert all(h in lines[0] for h in ("GPU", "provider", "instance type", "region", "$/h", "spot $/h", "$/GPU-h"))

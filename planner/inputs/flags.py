@@ -79,8 +79,13 @@ def contradictory_switches(argv: Iterable[str]) -> str | None:
         if not tok.startswith("--") or "=" in tok:
             continue
         name = tok[2:]
-        other = name[3:] if name.startswith("no-") else f"no-{name}"
-        if other in seen:
-            return f"--{other} and --{name}"
+        others = {name[3:] if name.startswith("no-") else f"no-{name}"} | _OPPOSITES.get(name, set())
+        for other in others:
+            if other in seen:
+                return f"--{other} and --{name}"
         seen.add(name)
     return None
+
+
+# switch pairs not spelled --X/--no-X (gpuplan launch --spot/--on-demand)
+_OPPOSITES = {"spot": {"on-demand"}, "on-demand": {"spot"}}
