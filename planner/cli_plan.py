@@ -92,7 +92,7 @@ def spec_from_cli(job: str | None, kwargs: dict[str, Any]) -> JobSpec:
         return load_spec(job, overrides)
     if not overrides.get("model"):
         raise SpecError("model", "missing", "give a job file (gpuplan plan JOB.yaml) or --model")
-    return apply_overrides(JobSpec(), overrides)
+    return apply_overrides(JobSpec(), overrides, check=True)
 
 
 def plan_from_cli(job: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:

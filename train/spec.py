@@ -303,11 +303,12 @@ def spec_from_dict(raw: Mapping[str, Any] | None, *, require_model: bool = True)
 
 
 def apply_overrides(spec: JobSpec, overrides: Mapping[str, Any], *, require_model: bool = True,
-                    check: bool = True) -> JobSpec:
+                    check: bool = False) -> JobSpec:
     """Return a copy of ``spec`` with ``overrides`` applied (None values are ignored) and validated.
 
     Keys may use dashes or underscores (``seq-len`` or ``seq_len``); ``data`` takes a nested mapping,
-    or dotted keys such as ``data.path``.
+    or dotted keys such as ``data.path``. ``check=True`` also refuses contradictions between the fields given
+    here (check_conflicts): the CLI's flags; load_spec checks a file and its flags together.
     """
     if not isinstance(overrides, Mapping):
         raise SpecError("(top level)", "a job spec must be a mapping of field: value", "see examples/ for the format")
@@ -336,11 +337,8 @@ def apply_overrides(spec: JobSpec, overrides: Mapping[str, Any], *, require_mode
             raise _unknown(name, _TOP_FIELDS)
         values[name] = _coerce(name, value, name)
     new = validate(JobSpec(**values, data=DataSpec(**data_values)), require_model=require_model)
-    if check:  # contradictions between the fields given here (load_spec checks file and flags together)
-        given = {str(k).replace("-", "_") for k, v in overrides.items() if v is not None}
-        given |= {f"data.{k}" for k, v in (overrides.get("data") or {}).items()} if isinstance(
-            overrides.get("data"), Mapping) else set()
-        check_conflicts(new, given)
+    if check:
+        check_conflicts(new, {str(k).replace("-", "_") for k, v in overrides.items() if v is not None})
     return new
 
 
@@ -486,7 +484,8 @@ def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
 # a file's fields whose value is not the default (a default never contradicts). Decided one by one:
 #   method full + lora_r/lora_alpha/lora_dropout/lora_targets  refused: full fine-tuning has no adapter
 #       (a --method flag over a file's LoRA settings is allowed: the flag says which method runs)
-#   method lora/full + double_quant                            refused: double quantization is QLoRA's NF4 only
+#   method lora/full + double_quant: true                      refused: double quantization is QLoRA's NF4 only
+#       (double_quant: false there is harmless: allowed)
 #   method full + merge_adapter: true                          refused: there is no adapter to merge
 #   parallel fsdp/zero3 + gpus: 1 (one node)                   refused: nothing to shard; ddp, or fsdp-offload
 #                                                              (CPU offload) is the single-GPU choice
@@ -509,7 +508,7 @@ def check_conflicts(spec: JobSpec, given: set[str]) -> JobSpec:
                                 f"drop {name}, or use method lora or qlora")
         if spec.merge_adapter:
             raise SpecError("merge_adapter", "method full trains no adapter to merge", "drop merge_adapter")
-    if spec.method != "qlora" and "double_quant" in given:
+    if spec.method != "qlora" and "double_quant" in given and spec.double_quant:
         raise SpecError("double_quant", f"only applies to QLoRA's 4-bit weights, but method is {spec.method}",
                         "drop double_quant, or use method qlora")
     if spec.parallel in ("fsdp", "zero3") and spec.world_size == 1 and ("gpus" in given or "nodes" in given):
