@@ -297,3 +297,37 @@ def test_any_bytes_as_a_catalog_are_offers_or_one_error(tmp_path, data):
         read_catalog(p, "aws", "test", "2099-01-01")
     except PricingInputError as exc:
         assert exc.field == "catalog"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Comparison flags and switch pairs
+# ---------------------------------------------------------------------------------------------------------------
+@FAST
+@given(st.dictionaries(st.sampled_from(["budget", "max_hourly", "deadline_hours", "runs_per_month", "other_use_hours",
+                                        "top", "horizon_months"]),
+                       st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10, 10 ** 12) | st.none(),
+                       max_size=3))
+def test_comparison_flags_are_finite_and_in_range_or_one_error(kwargs):
+    from planner.inputs.flags import PLAN_FLAG_RANGES, check_plan_flags
+
+    try:
+        check_plan_flags(kwargs)
+    except SpecError as exc:
+        assert exc.field.startswith("--") and "\n" not in exc.one_line()
+        return
+    for flag, (key, low, high, _incl) in PLAN_FLAG_RANGES.items():
+        v = kwargs.get(key)
+        assert v is None or (math.isfinite(v) and low <= v <= high)
+    assert not kwargs.get("other_use_hours") or kwargs.get("runs_per_month") is not None
+
+
+@FAST
+@given(st.lists(st.sampled_from(["--spot", "--no-spot", "--packing", "--no-packing", "--on-demand", "--gpu", "x",
+                                 "--", "--compile"]), max_size=6))
+def test_a_switch_and_its_negation_are_always_caught_before_a_double_dash(argv):
+    from planner.inputs.flags import contradictory_switches
+
+    head = argv[:argv.index("--")] if "--" in argv else argv
+    expected = (("--spot" in head and ("--no-spot" in head or "--on-demand" in head))
+                or ("--packing" in head and "--no-packing" in head))
+    assert (contradictory_switches(argv) is not None) == expected

@@ -498,3 +498,25 @@ def test_prices_table_at_100_columns_never_cuts_provider_instance_or_region(widt
     for r in rows:
         assert r["instance_type"] in body and r["region"] in body and r["provider"] in body
     assert all(h in lines[0] for h in ("GPU", "provider", "instance type", "region", "$/h", "spot $/h", "$/GPU-h"))
+
+
+def test_every_extra_named_in_an_install_hint_exists_in_pyproject(repo):
+    import tomllib
+
+    from planner.inputs.extras import MODULE_EXTRAS, install_hint
+
+    extras = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(MODULE_EXTRAS.values()) <= set(extras)
+    assert install_hint("pandas") == "pandas is not installed; install it with: pip install 'gpuplan[report]'"
+    assert install_hint("numpy_not_ours") is None
+
+
+def test_a_trainer_spec_with_runaway_numbers_is_refused_before_any_work(tmp_path):
+    """`python -m train` reads the same loader: grad_accum/max_steps 1e30 and seq_len 2**31 never start a run."""
+    from train.spec import SpecError, load_spec
+
+    for line in ("grad_accum: 1e30", "max_steps: 1e30", "seq_len: 2147483648", "learning_rate: .nan"):
+        p = tmp_path / "job.yaml"
+        p.write_text(f"model: smoke-llama\n{line}\n")
+        with pytest.raises(SpecError, match=line.split(":")[0]):
+            load_spec(p)
