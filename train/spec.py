@@ -194,6 +194,11 @@ def _show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
+def _cut(text: str, limit: int = 200) -> str:
+    """A path cut for an error line, unquoted."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _coerce(name: str, value: Any, label: str) -> Any:
     """Coerce a YAML/CLI value to the field's type, or raise SpecError naming the field."""
     if value is None:
@@ -358,15 +363,15 @@ def _refuse_file(p: str) -> None:
     try:
         st = os.stat(p)
     except FileNotFoundError:
-        raise SpecError("job file", f"{_show(p, 200)} does not exist", "check the path") from None
+        raise SpecError("job file", f"{_cut(p)} does not exist", "check the path") from None
     except OSError as exc:
-        raise SpecError("job file", f"cannot read {_show(p, 200)}: {exc.strerror or exc}", "check the path") from None
+        raise SpecError("job file", f"cannot read {_cut(p)}: {exc.strerror or exc}", "check the path") from None
     if stat.S_ISDIR(st.st_mode):
-        raise SpecError("job file", f"{p} is a directory", "give a YAML file")
+        raise SpecError("job file", f"{_cut(p)} is a directory", "give a YAML file")
     if not stat.S_ISREG(st.st_mode):
-        raise SpecError("job file", f"{p} is not a regular file (a FIFO, socket or device)", "give a YAML file")
+        raise SpecError("job file", f"{_cut(p)} is not a regular file (a FIFO, socket or device)", "give a YAML file")
     if st.st_size > MAX_SPEC_BYTES:
-        raise SpecError("job file", f"{p} is {st.st_size / 1e6:.1f} MB, over the {MAX_SPEC_BYTES / 1e6:g} MB limit "
+        raise SpecError("job file", f"{_cut(p)} is {st.st_size / 1e6:.1f} MB, over the {MAX_SPEC_BYTES / 1e6:g} MB limit "
                         "for a job spec", "give the job's YAML file")
 
 
