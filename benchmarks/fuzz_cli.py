@@ -107,6 +107,9 @@ def conflict_cases() -> list[Case]:
         ["--attention", "flash", "--precision", "fp32", "--method", "full"],
         ["--dataset-tokens", "1000000", "--dataset-examples", "1000", "--mean-example-tokens", "500"],
         ["--method", "qlora", "--precision", "fp32"],
+        ["--attention", "flash", "--gpu", "T4"],
+        ["--parallel", "zero3", "--gpus", "2", "--stack", "torchtune"],
+        ["--gpus", "1", "--parallel", "fsdp", "--nodes", "1"],
     ]
     return [Case("conflicts", " ".join(c), base + c, refuse=True) for c in combos]
 

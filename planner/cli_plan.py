@@ -96,11 +96,12 @@ def spec_from_cli(job: str | None, kwargs: dict[str, Any]) -> JobSpec:
 
 
 def plan_from_cli(job: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-    from planner.inputs.flags import check_plan_flags
+    from planner.inputs.flags import check_plan_flags, check_spec_for_gpu
     from planner.plan import plan_job
 
     check_plan_flags(kwargs)
     spec = spec_from_cli(job, kwargs)
+    check_spec_for_gpu(spec)
     providers = list(kwargs.get("provider") or []) or None
     return plan_job(spec, provider=providers, region=kwargs.get("region"), spot=kwargs.get("spot"),
                     max_hourly=kwargs.get("max_hourly"), deadline_hours=kwargs.get("deadline_hours"),

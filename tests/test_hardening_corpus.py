@@ -114,6 +114,9 @@ def test_absurd_model_ids_are_refused_in_one_line(model):
     (["--other-use-hours", "100"], "--other-use-hours"),
     (["--attention", "flash", "--precision", "fp32", "--method", "full"], "attention"),
     (["--dataset-tokens", "1000000", "--dataset-examples", "1000", "--mean-example-tokens", "500"], "dataset_tokens"),
+    (["--attention", "flash", "--gpu", "T4"], "attention"),
+    (["--attention", "flash", "--gpu", "V100"], "attention"),
+    (["--parallel", "zero3", "--gpus", "2", "--stack", "torchtune"], "parallel"),
 ])
 def test_contradictory_options_are_refused_with_the_reason(combo, field):
     refused("plan", "--model", MODEL, "--gpu", "A100-80GB", *combo, field=field)

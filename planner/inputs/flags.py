@@ -89,3 +89,25 @@ def contradictory_switches(argv: Iterable[str]) -> str | None:
 
 # switch pairs not spelled --X/--no-X (gpuplan launch --spot/--on-demand)
 _OPPOSITES = {"spot": {"on-demand"}, "on-demand": {"spot"}}
+
+
+def check_spec_for_gpu(spec: Any) -> None:
+    """Contradictions between the job and the GPU it names (only when --gpu/gpu: is given):
+      attention flash on a GPU older than Ampere   refused: FlashAttention-2 runs on Ampere, Ada and Hopper GPUs
+          only (Dao-AILab/flash-attention README, 2024); sdpa picks a kernel the GPU has
+      parallel zero3 with stack torchtune   refused: torchtune shards with FSDP2 only, no DeepSpeed; fsdp is the
+          equivalent sharding. (With the default stack the plan is allowed, as a plan for a DeepSpeed stack;
+          the bundled trainer itself refuses zero3 when a run starts.)
+    The GPU table's `bf16` column marks Ampere and newer (planner/gpus.py, vendor datasheets).
+    """
+    if spec.parallel == "zero3" and spec.stack == "torchtune":
+        raise SpecError("parallel", f"zero3 is DeepSpeed, which the {spec.stack} stack does not run",
+                        "use parallel fsdp (the same sharding), or give the --stack that runs DeepSpeed")
+    if not spec.gpu or spec.attention != "flash":
+        return
+    from planner.gpus import get_gpu
+
+    gpu = get_gpu(spec.gpu)
+    if not gpu.bf16:
+        raise SpecError("attention", f"FlashAttention-2 needs an Ampere or newer GPU, and {gpu.name} is older",
+                        "use attention sdpa (or eager), or an Ampere+ GPU such as A100, L4, RTX4090, H100")
