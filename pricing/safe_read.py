@@ -114,20 +114,19 @@ def _float(text: str) -> float:
 
 def depth_of(value: Any, limit: int = MAX_DEPTH) -> int:
     """Nesting depth of a parsed document (iterative: no recursion on hostile input); stops past `limit`."""
-    deepest = 0
+    if not isinstance(value, (dict, list)):
+        return 0
+    deepest = 1
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         v, d = stack.pop()
-        if isinstance(v, dict):
-            children = list(v.values())
-        elif isinstance(v, list):
-            children = v
-        else:
-            continue
-        deepest = max(deepest, d)
-        if deepest > limit:
-            return deepest
-        stack.extend((c, d + 1) for c in children)
+        if d > deepest:
+            deepest = d
+            if deepest > limit:
+                return deepest
+        for c in (v.values() if isinstance(v, dict) else v):
+            if isinstance(c, (dict, list)):
+                stack.append((c, d + 1))
     return deepest
 
 
