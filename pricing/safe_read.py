@@ -182,6 +182,11 @@ def loads_yaml(text: str, field: str, origin: str, error: ErrorFactory = Pricing
         raise error(field, f"{origin} is not valid YAML{where}", "fix the YAML syntax") from None
     except RecursionError:
         raise error(field, f"{origin} is nested too deeply", f"at most {MAX_YAML_DEPTH} levels") from None
+    except (ValueError, OverflowError) as exc:
+        if hasattr(exc, "one_line"):  # our own error, raised above
+            raise
+        # int() of a 5000-digit number (Python's int-string limit), a date out of range
+        raise error(field, f"{origin}: a value cannot be read ({_short(str(exc), 80)})", "fix the value") from None
 
 
 def read_yaml(path: str | os.PathLike[str], field: str, max_bytes: int,

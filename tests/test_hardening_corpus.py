@@ -162,6 +162,7 @@ SPEC_CORPUS = {
     "dropout nan": (GOOD + "lora_dropout: .nan\n", "lora_dropout"),
     "merge key": ("base: &b {method: lora}\n<<: *b\nmodel: x\n", "anchors"),
     "NUL in a value": ("model: a\x00b\n", "job file"),
+    "impossible date": (GOOD + "name: 2024-99-99\n", "job file"),
 }
 
 
@@ -260,6 +261,8 @@ def test_config_strings_are_read_for_what_they_say(tmp_path):
     ("bomb", BOMB.replace(f"model: {MODEL}\nlora_targets", "sources")),
     ("duplicate key", "base: rtx4090-workstation\npue: 1.2\npue: 1.5\n"),
     ("integer key", "base: rtx4090-workstation\n5: 1\n"),
+    ("5000-digit number", "base: rtx4090-workstation\npue: 1" + "0" * 5000 + "\n"),
+    ("impossible date", "base: rtx4090-workstation\nname: 2024-99-99\n"),
 ])
 def test_bad_local_profiles_end_in_one_line(tmp_path, name, text):
     p = tmp_path / "profile.yaml"
