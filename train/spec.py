@@ -194,6 +194,13 @@ def _show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
+def _fmt(x: float) -> str:
+    """A bound or value for a message: 1000000 (not 1e+06) up to 12 digits, 1e+30 beyond."""
+    if isinstance(x, int) or (isinstance(x, float) and x.is_integer()):
+        return str(int(x)) if abs(x) < 1e12 else f"{float(x):.3g}"
+    return f"{x:g}"
+
+
 def _cut(text: str, limit: int = 200) -> str:
     """A path cut for an error line, unquoted."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
@@ -272,11 +279,11 @@ def validate(spec: JobSpec, require_model: bool = True) -> JobSpec:
     for name, (lo, hi) in _RANGES.items():
         value = getattr(spec, name)
         if value is not None and not lo <= value <= hi:
-            raise SpecError(name, f"{_show(value)} is out of range", f"use {lo:g}..{hi:g}")
+            raise SpecError(name, f"{_fmt(value)} is out of range", f"use {_fmt(lo)}..{_fmt(hi)}")
     for name, (lo, hi) in _DATA_RANGES.items():
         value = getattr(spec.data, name)
         if value is not None and not lo <= value <= hi:
-            raise SpecError(f"data.{name}", f"{_show(value)} is out of range", f"use {lo:g}..{hi:g}")
+            raise SpecError(f"data.{name}", f"{_fmt(value)} is out of range", f"use {_fmt(lo)}..{_fmt(hi)}")
     if not 0 <= spec.lora_dropout < 1:
         raise SpecError("lora_dropout", f"must be in [0, 1), got {spec.lora_dropout}", "use e.g. 0.05")
     if not 0 <= spec.warmup_ratio < 1:
