@@ -85,7 +85,8 @@ def profile_from_dict(data: dict[str, Any], origin: str = "local_profile") -> Lo
             import difflib
 
             close = difflib.get_close_matches(k, sorted(known), n=1)
-            raise PricingInputError(f"{origin}.{k[:60]}", "unknown field", f"did you mean {close[0]}?" if close else
+            shown = k[:60] if k[:60].isprintable() else repr(k[:60])
+            raise PricingInputError(f"{origin}.{shown}", "unknown field", f"did you mean {close[0]}?" if close else
                                     f"known fields: {', '.join(sorted(known))}")
     workload = data.pop("workload", None) or {}
     if not isinstance(workload, dict):

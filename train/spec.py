@@ -33,6 +33,9 @@ LR_SCHEDULERS = ("cosine", "linear", "constant")
 STACKS = ("gpuplan", "hf-trainer", "hf-trainer-2024", "trl", "axolotl", "llama-factory", "torchtune", "litgpt")
 
 
+_ONE_LINE = {c: " " for c in range(32)}
+
+
 class SpecError(ValueError):
     """A job spec problem: ``field`` is the offending key, ``fix`` says what to do about it."""
 
@@ -44,7 +47,8 @@ class SpecError(ValueError):
 
     def one_line(self) -> str:
         tail = f"; {self.fix}" if self.fix else ""
-        return f"{self.field}: {self.problem}{tail}"
+        # control characters from a hostile value (a key with a line break) never split the line
+        return f"{self.field}: {self.problem}{tail}".translate(_ONE_LINE)
 
 
 @dataclass
@@ -183,9 +187,10 @@ _MAX_TEXT_DEFAULT = 4096
 
 
 def _unknown(name: str, known: Mapping[str, Any], prefix: str = "") -> SpecError:
-    close = difflib.get_close_matches(name, list(known), n=1)
+    close = difflib.get_close_matches(name[:100], list(known), n=1)
     fix = f"did you mean '{prefix}{close[0]}'?" if close else "remove it (see examples/ for the fields a spec takes)"
-    return SpecError(f"{prefix}{name}", "unknown field", fix)
+    shown = name[:60] if name[:60].isprintable() else repr(name[:60])  # a key with a line break stays one line
+    return SpecError(f"{prefix}{shown}", "unknown field", fix)
 
 
 def _show(value: Any, limit: int = 60) -> str:
