@@ -124,7 +124,7 @@ def plan(job: str | None, fmt: str, report_dir: str | None, top: int, **kwargs: 
     from planner.inputs.flags import check_plan_flags
 
     check_plan_flags({"top": top})
-    if report_dir:
+    if report_dir is not None:  # an empty --report '' is refused, not read as "no report"
         from pricing.cache import check_output_dir
 
         check_output_dir(report_dir, "--report")

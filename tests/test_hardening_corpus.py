@@ -439,10 +439,11 @@ def test_a_character_device_is_never_replaced(tmp_path):
     assert stat.S_ISCHR(os.stat(node).st_mode)
 
 
-def test_plan_report_folder_under_a_file_is_refused_before_planning(tmp_path):
+def test_plan_report_folder_under_a_file_or_empty_is_refused_before_planning(tmp_path):
     (tmp_path / "file").write_text("x")
     refused("plan", "--model", MODEL, "--gpu", "A100-80GB", "--report", str(tmp_path / "file" / "r"),
             field="--report")
+    refused("plan", "--model", MODEL, "--gpu", "A100-80GB", "--report", "", field="--report")
 
 
 # ---------------------------------------------------------------------------------------------------------------
