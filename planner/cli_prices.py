@@ -23,8 +23,8 @@ def _rows(offers) -> list[dict]:
     return out
 
 
-# (header, key, justify, priority): priority columns are never truncated or wrapped (min_width = their
-# longest value); when the terminal is too narrow for all, the optional ones go, lowest priority first.
+# (header, key, justify, priority): priority columns are never truncated (min_width = their longest value);
+# when the terminal is too narrow for all, the optional ones go first, then instance type and region fold.
 _TABLE_COLUMNS = (
     ("GPU", "gpu", "left", True), ("N", "gpu_count", "right", True), ("provider", "provider", "left", True),
     ("instance type", "instance_type", "left", True), ("region", "region", "left", True),
@@ -62,12 +62,18 @@ def _table(rows: list[dict], console=None) -> None:
         if not optional:
             break
         keep.remove(optional[-1])
+    # Narrower than the priority columns (under ~100): instance type and region fold onto a second line rather
+    # than any column being cut or dropped; GPU names, counts and prices never wrap.
+    squeeze = sum(widths[i] for i in keep) + _GAP * (len(keep) - 1) > console.width
     t = Table(show_lines=False, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
               show_edge=False, padding=(0, 1, 0, 0))
     for i in keep:
-        header, _key, just, priority = _TABLE_COLUMNS[i]
-        t.add_column(header, justify=just, no_wrap=True, min_width=widths[i] if priority else None,
-                     overflow="ellipsis")
+        header, key, just, priority = _TABLE_COLUMNS[i]
+        if squeeze and key in ("instance_type", "region"):
+            t.add_column(header, justify=just, overflow="fold")
+        else:
+            t.add_column(header, justify=just, no_wrap=True, min_width=widths[i] if priority else None,
+                         overflow="ellipsis")
     for c in cells:
         t.add_row(*[c[i] for i in keep])
     console.print(t)

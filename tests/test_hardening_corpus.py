@@ -507,6 +507,22 @@ def test_prices_table_at_100_columns_never_cuts_provider_instance_or_region(widt
     assert all(h in lines[0] for h in ("GPU", "provider", "instance type", "region", "$/h", "spot $/h", "$/GPU-h"))
 
 
+def test_prices_table_at_80_columns_folds_instance_names_and_keeps_every_price():
+    from rich.console import Console
+
+    from planner.cli_prices import _rows, _table
+    from pricing.catalog import load_offers
+
+    rows = _rows(load_offers(user_caches=False).offers)
+    buf = io.StringIO()
+    _table(rows, console=Console(width=80, file=buf, force_terminal=False, color_system=None))
+    lines = buf.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in buf.getvalue()
+    assert all(h in lines[0] for h in ("GPU", "provider", "$/h", "spot $/h", "$/GPU-h"))
+    for r in rows[:50]:  # prices are never cut: each row's on-demand price is printed in full
+        assert f"{r['usd_per_hour']:.2f}" in buf.getvalue()
+
+
 def test_every_extra_named_in_an_install_hint_exists_in_pyproject(repo):
     import tomllib
 
