@@ -71,13 +71,30 @@ def _input_error_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
 def main(argv: list[str] | None = None) -> Any:
-    """Console entry point: run the click group, turning input errors into one line and exit 2."""
+    """Console entry point: run the click group, turning input errors into one line and exit 2.
+
+    Exit codes (README): 0 ok; 1 a runtime failure (network, a failed run) or an internal error; 2 bad input,
+    a missing extra or missing credentials; 130 interrupted (Ctrl-C).
+    """
+    import os
+
     input_errors = _input_error_types()
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        return cli.main(args=argv, prog_name="gpuplan", standalone_mode=False)
+        from planner.inputs.flags import contradictory_switches
+
+        pair = contradictory_switches(args)
+        if pair:
+            fail(f"{pair} contradict each other; give one of them")
+        return cli.main(args=args, prog_name="gpuplan", standalone_mode=False)
     except input_errors as exc:  # type: ignore[misc]
-        fail(exc.one_line() if hasattr(exc, "one_line") else str(exc))
+        fail(_one_line(exc.one_line() if hasattr(exc, "one_line") else str(exc)))
     except click.exceptions.Abort as exc:
         if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
             click.echo("interrupted", err=True)
@@ -92,13 +109,28 @@ def main(argv: list[str] | None = None) -> Any:
         param = getattr(exc, "param", None)
         if param is not None and getattr(param, "opts", None) and param.opts[0] not in message:
             message = f"{param.opts[0]}: {message}"
-        click.echo(f"error: {message}", err=True)
+        click.echo(f"error: {_one_line(message)}", err=True)
         sys.exit(exc.exit_code if exc.exit_code else 2)
     except BrokenPipeError:
         sys.exit(0)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except ModuleNotFoundError as exc:
+        from planner.inputs.extras import install_hint
+
+        hint = install_hint(exc.name)
+        if hint is None:
+            raise
+        fail(hint)
+    except RecursionError:
+        fail("input nested too deeply; check the files given")
+    except Exception as exc:  # noqa: BLE001 - the last guard: a bug still ends in one line, never a traceback
+        if os.environ.get("GPUPLAN_DEBUG"):
+            raise
+        click.echo(f"error: internal error ({type(exc).__name__}: {_one_line(str(exc), 200)}); please report it "
+                   "with the command line (GPUPLAN_DEBUG=1 shows the traceback)", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

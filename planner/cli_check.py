@@ -19,7 +19,7 @@ def check(runs: tuple[str, ...], fmt: str) -> None:
 
     results: list[dict[str, Any]] = [check_run(read_summary(r)) for r in runs]
     if fmt == "json":
-        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+        sys.stdout.write(json.dumps(results, indent=2, allow_nan=False) + "\n")
         return
     from rich.console import Console
     from rich.table import Table

@@ -126,13 +126,16 @@ def spec_and_import_from_cli(job: str | None, kwargs: dict[str, Any]) -> tuple[J
         raise SpecError("--config-format", "needs a config file", "give JOB, or drop --config-format")
     if not overrides.get("model"):
         raise SpecError("model", "missing", "give a job file (gpuplan plan JOB.yaml) or --model")
-    return apply_overrides(JobSpec(), overrides), None
+    return apply_overrides(JobSpec(), overrides, check=True), None
 
 
 def plan_from_cli(job: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    from planner.inputs.flags import check_plan_flags, check_spec_for_gpu
     from planner.plan import plan_job
 
+    check_plan_flags(kwargs)
     spec, imported = spec_and_import_from_cli(job, kwargs)
+    check_spec_for_gpu(spec)
     providers = list(kwargs.get("provider") or []) or None
     doc = plan_job(spec, provider=providers, region=kwargs.get("region"), spot=kwargs.get("spot"),
                    max_hourly=kwargs.get("max_hourly"), deadline_hours=kwargs.get("deadline_hours"),
@@ -177,6 +180,13 @@ def plan(job: str | None, fmt: str, report_dir: str | None, top: int, simulate: 
     """Size a fine-tuning job: peak memory, speed, time and cost on each GPU type and count, what fits, and what
     to change when it doesn't. JOB is a YAML job spec (see examples/) or your axolotl, LLaMA-Factory, TRL or
     torchtune config (see examples/imports/); flags override it."""
+    from planner.inputs.flags import check_plan_flags
+
+    check_plan_flags({"top": top})
+    if report_dir is not None:  # an empty --report '' is refused, not read as "no report"
+        from pricing.cache import check_output_dir
+
+        check_output_dir(report_dir, "--report")
     if simulate:
         from planner.estimator.simulate import require_torch
 
@@ -194,7 +204,8 @@ def plan(job: str | None, fmt: str, report_dir: str | None, top: int, simulate: 
     if fmt == "json":
         # Pretty for a person at a terminal; compact for scripts (json.dumps without indent is the one path
         # that uses the C encoder: ~10x faster on a plan with a thousand options).
-        out.write(json.dumps(doc, indent=2 if out.isatty() else None) + "\n")
+        # allow_nan=False: the last guard; non-finite numbers are refused where they enter
+        out.write(json.dumps(doc, indent=2 if out.isatty() else None, allow_nan=False) + "\n")
     elif fmt == "csv":
         out.write(plans_csv(doc))
     else:

@@ -23,25 +23,63 @@ def _rows(offers) -> list[dict]:
     return out
 
 
-def _table(rows: list[dict]) -> None:
+# (header, key, justify, priority): priority columns are never truncated (min_width = their longest value);
+# when the terminal is too narrow for all, the optional ones go first, then instance type and region fold.
+_TABLE_COLUMNS = (
+    ("GPU", "gpu", "left", True), ("N", "gpu_count", "right", True), ("provider", "provider", "left", True),
+    ("instance type", "instance_type", "left", True), ("region", "region", "left", True),
+    ("$/h", "usd_per_hour", "right", True), ("spot $/h", "spot_usd_per_hour", "right", True),
+    ("$/GPU-h", "usd_per_gpu_hour", "right", True), ("spot zone", "zone", "left", False),
+)
+_GAP = 2  # between two columns: the box's blank divider and one space of right padding (no outer edge)
+
+
+def _cell(r: dict, key: str) -> str:
+    v = r.get(key)
+    if key in ("usd_per_hour", "spot_usd_per_hour", "usd_per_gpu_hour"):
+        return f"{v:.2f}" if v is not None else "-"
+    return "" if v is None else str(v)
+
+
+def _table(rows: list[dict], console=None) -> None:
+    """The offers table, readable at 100 columns: priority columns keep their full width; the spot zone is
+    dropped when it does not fit (it is in --format json/csv)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(show_lines=False, header_style="bold")
-    for col, just in (("GPU", "left"), ("N", "right"), ("provider", "left"), ("instance type", "left"),
-                      ("region", "left"), ("$/h", "right"), ("spot $/h", "right"), ("$/GPU-h", "right"),
-                      ("spot zone", "left")):
-        t.add_column(col, justify=just)
-    for r in rows:
-        t.add_row(r["gpu"], str(r["gpu_count"]), r["provider"], r["instance_type"], r["region"],
-                  f"{r['usd_per_hour']:.2f}" if r["usd_per_hour"] is not None else "-",
-                  f"{r['spot_usd_per_hour']:.2f}" if r["spot_usd_per_hour"] is not None else "-",
-                  f"{r['usd_per_gpu_hour']:.2f}" if r["usd_per_gpu_hour"] is not None else "-",
-                  r["zone"] or "")
-    console = Console()
-    if not console.is_terminal:  # piped: do not squeeze columns to 80
-        console = Console(width=160)
+    if console is None:
+        import os
+
+        console = Console()
+        if not console.is_terminal and not os.environ.get("COLUMNS"):  # piped: do not squeeze columns to 80
+            console = Console(width=160)
+    cells = [[_cell(r, key) for _h, key, _j, _p in _TABLE_COLUMNS] for r in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _k, _j, _p) in enumerate(_TABLE_COLUMNS)]
+    keep = list(range(len(_TABLE_COLUMNS)))
+    while sum(widths[i] for i in keep) + _GAP * (len(keep) - 1) > console.width:
+        optional = [i for i in keep if not _TABLE_COLUMNS[i][3]]
+        if not optional:
+            break
+        keep.remove(optional[-1])
+    # Narrower than the priority columns (under ~100): instance type and region fold onto a second line rather
+    # than any column being cut or dropped; GPU names, counts and prices never wrap.
+    squeeze = sum(widths[i] for i in keep) + _GAP * (len(keep) - 1) > console.width
+    t = Table(show_lines=False, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+              show_edge=False, padding=(0, 1, 0, 0))
+    for i in keep:
+        header, key, just, priority = _TABLE_COLUMNS[i]
+        if squeeze and key in ("instance_type", "region"):
+            t.add_column(header, justify=just, overflow="fold")
+        else:
+            t.add_column(header, justify=just, no_wrap=True, min_width=widths[i] if priority else None,
+                         overflow="ellipsis")
+    for c in cells:
+        t.add_row(*[c[i] for i in keep])
     console.print(t)
+    if len(keep) < len(_TABLE_COLUMNS):
+        gone = ", ".join(_TABLE_COLUMNS[i][0] for i in range(len(_TABLE_COLUMNS)) if i not in keep)
+        console.print(f"({gone} left out at {console.width} columns; see --format csv)", style="dim")
 
 
 @click.group("prices", invoke_without_command=True)
@@ -62,11 +100,11 @@ def prices(ctx: click.Context, gpu: str | None, provider: str | None, region: st
     offers = sorted(s.offers, key=lambda o: (o.usd_per_gpu_hour() if o.usd_per_hour is not None else float("inf"),
                                              o.provider, o.instance_type, o.region))
     for w in s.warnings:
-        if "days old" in w or "no valid date" in w or "unreadable" in w:
+        if "days old" in w or "no valid date" in w or "unreadable" in w or "skipped" in w:
             click.echo(f"warning: {w}", err=True)
     rows = _rows(offers)
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=1))
+        click.echo(json.dumps(rows, indent=1, allow_nan=False))
     elif fmt == "csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(JSON_KEYS))
@@ -88,13 +126,17 @@ def prices(ctx: click.Context, gpu: str | None, provider: str | None, region: st
               help="Folder of SkyPilot-format catalogs (<cloud>/vms.csv; commits read from its README table).")
 @click.option("--as-of", help="Date the prices are valid for (YYYY-MM-DD; default: today).")
 @click.option("--commit", "commits", multiple=True, metavar="CLOUD=SHA", help="Source commit for a cloud's catalog.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: the bundled snapshot).")
-def build_snapshot_cmd(from_dir: Path, as_of: str | None, commits: tuple[str, ...], output: Path | None) -> None:
+@click.option("-o", "--output", type=str, help="Output file (default: the bundled snapshot).")
+def build_snapshot_cmd(from_dir: Path, as_of: str | None, commits: tuple[str, ...], output: str | None) -> None:
     """Build the bundled offers snapshot from SkyPilot-format catalogs."""
     from pricing.cache import write_atomic
     from pricing.errors import PricingInputError
     from pricing.snapshot import BUNDLED, build_snapshot, drop_summary, dumps
 
+    from pricing.cache import check_output_file
+
+    # before the (slow) build, not after it; an empty -o '' is refused, not read as the current folder
+    out = check_output_file(BUNDLED if output is None else output, "--output")
     commit_map = {}
     for c in commits:
         if "=" not in c:
@@ -102,7 +144,6 @@ def build_snapshot_cmd(from_dir: Path, as_of: str | None, commits: tuple[str, ..
         k, v = c.split("=", 1)
         commit_map[k.strip()] = v.strip()
     data = build_snapshot(from_dir, as_of=as_of, commits=commit_map)
-    out = output or BUNDLED
     write_atomic(out, dumps(data))
     click.echo(f"wrote {len(data.offers)} offers to {out}")
     for p, meta in data.providers.items():

@@ -13,6 +13,7 @@ import math
 
 import difflib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -363,15 +364,42 @@ def _text_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return dict(cfg)
 
 
+# Upper bounds of config.json sizes: ~100x the largest published model's value (DeepSeek-V3: hidden 7168,
+# 61 layers, 256 experts; Llama 4: vocab 202k; Gemma 3: vocab 262k); beyond them a config is broken, and
+# the memory arithmetic would only produce nonsense. Default for other keys: 2**31.
+_INT_CAPS = {"hidden_size": 1_000_000, "num_hidden_layers": 100_000, "num_attention_heads": 100_000,
+             "num_key_value_heads": 100_000, "num_kv_heads": 100_000, "head_dim": 100_000, "vocab_size": 100_000_000,
+             "intermediate_size": 10_000_000, "moe_intermediate_size": 10_000_000, "num_experts": 100_000,
+             "num_local_experts": 100_000, "num_experts_per_tok": 100_000}
+
+
 def _int(cfg: Mapping[str, Any], key: str, name: str, source: str, default: Any = None) -> int:
     value = cfg.get(key, default)
     if value is None:
         raise SpecError("model", f"{source} lacks {key}",
                         "pass the model's complete config.json (from its Hugging Face repo) or a registry id")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 0:
-        raise SpecError("model", f"{source} has {key}={value!r}, expected a whole number",
+    cap = _INT_CAPS.get(key, 2 ** 31)
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or int(value) != value or not 0 <= value <= cap):
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+        raise SpecError("model", f"{source} has {key}={shown}, expected a whole number in 0..{cap}",
                         "fix config.json or use a registry id")
     return int(value)
+
+
+def _flag(cfg: Mapping[str, Any], key: str, default: bool, source: str) -> bool:
+    """A true/false config value. JSON true/false as transformers writes them; the strings "true"/"false"/"yes"/
+    "no" and 0/1 are read for what they say (bool("no") would be True)."""
+    value = cfg.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.strip().lower() in ("true", "yes", "on", "1")
+    raise SpecError("model", f"{source} has {key}={str(value)[:40]!r}, expected true or false", "fix config.json")
 
 
 def from_hf_config(cfg: Mapping[str, Any], name: str, source: str) -> ModelArch:
@@ -379,6 +407,8 @@ def from_hf_config(cfg: Mapping[str, Any], name: str, source: str) -> ModelArch:
     if not isinstance(cfg, Mapping):
         raise SpecError("model", f"{source} is not a JSON object", "pass a model's config.json")
     raw = _text_config(cfg)
+    if not isinstance(raw.get("model_type") or "", str) or len(raw.get("model_type") or "") > 100:
+        raise SpecError("model", f"{source} has a model_type that is not a name", "pass a model's config.json")
     raw_type = str(raw.get("model_type") or "")
     mtype = _TYPE_ALIASES.get(raw_type, raw_type)
     if raw_type == "RefinedWeb":  # Falcon-40B's original config: the new decoder architecture, n_head_kv groups
@@ -404,23 +434,23 @@ def from_hf_config(cfg: Mapping[str, Any], name: str, source: str) -> ModelArch:
         raise SpecError("model", f"{source} has zero hidden_size or num_attention_heads", "fix config.json")
     kw: dict[str, Any] = {}
     if mtype == "gpt_bigcode":
-        kv = 1 if c.get("multi_query", True) else heads
+        kv = 1 if _flag(c, "multi_query", True, where) else heads
         head_dim = hidden // heads
         inter = _int(c, "intermediate_size", name, where, 4 * hidden)
         kw.update(norm="layernorm", qkv_bias=True, o_bias=True, mlp_bias=True, learned_positions=True,
                   fused_qkv=True, gated=False)
     elif mtype == "falcon":
-        new_arch = bool(c.get("new_decoder_architecture", False))
+        new_arch = _flag(c, "new_decoder_architecture", False, where)
         if new_arch:
             kv = _int(c, "num_kv_heads", name, where, heads)
-        elif c.get("multi_query", True):
+        elif _flag(c, "multi_query", True, where):
             kv = 1
         else:
             kv = heads
         head_dim = hidden // heads
         inter = _int(c, "intermediate_size", name, where, 4 * hidden)
-        bias = bool(c.get("bias", False))
-        parallel = bool(c.get("parallel_attn", True))
+        bias = _flag(c, "bias", False, where)
+        parallel = _flag(c, "parallel_attn", True, where)
         n_ln = c.get("num_ln_in_parallel_attn")
         if n_ln is None and new_arch:
             n_ln = 2
@@ -434,8 +464,8 @@ def from_hf_config(cfg: Mapping[str, Any], name: str, source: str) -> ModelArch:
         kv = _int(c, "num_key_value_heads", name, where, heads)
         head_dim = _int(c, "head_dim", name, where, hidden // heads)
         inter = _int(c, "intermediate_size", name, where)
-        attn_bias = bool(c.get("attention_bias", False))
-        kw.update(qkv_bias=attn_bias, o_bias=attn_bias, mlp_bias=bool(c.get("mlp_bias", False)), gated=True)
+        attn_bias = _flag(c, "attention_bias", False, where)
+        kw.update(qkv_bias=attn_bias, o_bias=attn_bias, mlp_bias=_flag(c, "mlp_bias", False, where), gated=True)
         if mtype == "qwen2":  # Qwen2Attention: q/k/v bias=True, o_proj bias=False, whatever attention_bias says
             kw.update(qkv_bias=True, o_bias=False)
         if mtype in ("mistral", "mixtral", "gemma", "gemma2", "gemma3_text", "phi3"):
@@ -462,6 +492,9 @@ def from_hf_config(cfg: Mapping[str, Any], name: str, source: str) -> ModelArch:
             kw.update(num_experts=_int(c, "num_local_experts", name, where),
                       experts_per_token=_int(c, "num_experts_per_tok", name, where), experts_fused=True)
     gated = kw.pop("gated")
+    if head_dim <= 0 or inter <= 0 or layers <= 0 or vocab <= 0:
+        raise SpecError("model", f"{source} has a zero size (head_dim, intermediate_size, num_hidden_layers or "
+                                 "vocab_size)", "fix config.json")
     if kv == 0 or heads % kv:
         raise SpecError("model", f"{source} has num_key_value_heads={kv}, which does not divide "
                                  f"num_attention_heads={heads}", "fix config.json")
@@ -469,12 +502,17 @@ def from_hf_config(cfg: Mapping[str, Any], name: str, source: str) -> ModelArch:
         kw["exact"] = False
         source = f"{source} (approximate: model_type '{mtype}' sized as a Llama-style decoder)"
     max_pos = _int(c, "max_position_embeddings", name, where, 2048)
-    tie = bool(c.get("tie_word_embeddings", True))
+    tie = _flag(c, "tie_word_embeddings", True, where)
     return ModelArch(
         name=name, model_type=mtype, vocab_size=vocab, hidden_size=hidden, num_layers=layers, num_heads=heads,
         num_kv_heads=kv, head_dim=head_dim, intermediate_size=inter, gated_mlp=gated, tie_embeddings=tie,
-        max_position_embeddings=max_pos, source=source, hf_id=c.get("_name_or_path") or None, **kw,
+        max_position_embeddings=max_pos, source=source, hf_id=_hf_id(c.get("_name_or_path")), **kw,
     )
+
+
+def _hf_id(value: Any) -> str | None:
+    """config.json's _name_or_path when it is a plausible id (a list or a 10 kB string is ignored)."""
+    return value if isinstance(value, str) and 0 < len(value) <= 300 and "\x00" not in value else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -676,18 +714,15 @@ def _close_matches(name: str, n: int = 3) -> list[str]:
     return out[:n]
 
 
+MAX_CONFIG_BYTES = 5_000_000  # a config.json is a few kB (multimodal ones ~50 kB)
+
+
 def _read_config(path: Path, name: str) -> ModelArch:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError("model", f"cannot read {path}: {exc.strerror}", "check the path and its permissions") from None
-    except UnicodeDecodeError:
-        raise SpecError("model", f"{path} is not a UTF-8 text file", "pass a model's config.json") from None
-    try:
-        cfg = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SpecError("model", f"{path} is not valid JSON (line {exc.lineno})",
-                        "pass a model's config.json") from None
+    """Read a config.json safely: a regular UTF-8 file under 5 MB, strict JSON (no NaN, no duplicate keys,
+    bounded nesting); every problem is one SpecError naming the model field."""
+    from pricing.safe_read import read_json
+
+    cfg = read_json(path, "model", MAX_CONFIG_BYTES, error=SpecError)
     return from_hf_config(cfg, name, f"config.json {path}")
 
 
@@ -701,15 +736,24 @@ def resolve_model(name_or_path: str) -> ModelArch:
     name = (name_or_path or "").strip()
     if not name:
         raise SpecError("model", "missing", "give a registry id (e.g. meta-llama/Llama-3.1-8B), a config.json or a model folder")
+    if len(name) > 1024 or "\x00" in name or any(ord(ch) < 32 for ch in name):
+        raise SpecError("model", f"not a model id or path ({len(name)} characters{', control characters' if len(name) <= 1024 else ''})",
+                        "give a registry id (e.g. meta-llama/Llama-3.1-8B), a config.json or a model folder")
     hf_id = _lookup(name)
     if hf_id is not None:
         return _registry_arch(hf_id, name)
     path = Path(os.path.expanduser(name))
-    if path.is_file():
+    try:
+        exists = os.path.lexists(path)
+        is_dir = path.is_dir()
+    except OSError as exc:  # ENAMETOOLONG: a 300-character id is not a path
+        raise SpecError("model", f"'{name[:60]}...' is not a model id or a readable path ({exc.strerror})",
+                        "give a registry id, a hub id (owner/name), a config.json or a model folder") from None
+    if exists and not is_dir:
         return _read_config(path, name)
-    if path.is_dir():
+    if is_dir:
         cfg_path = path / "config.json"
-        if not cfg_path.is_file():
+        if not os.path.lexists(cfg_path):
             raise SpecError("model", f"{path} has no config.json", "pass a model folder saved by save_pretrained, or its config.json")
         return _read_config(cfg_path, name)
     if _looks_like_path(name):
@@ -721,6 +765,9 @@ def resolve_model(name_or_path: str) -> ModelArch:
     close = _close_matches(name)
     suggestion = f"use one of: {', '.join(close)}" if close else "use a registry id such as meta-llama/Llama-3.1-8B"
     if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name):
+        if len(name) > 96:  # the hub's limit on repo ids (huggingface_hub validate_repo_id)
+            raise SpecError("model", f"'{name[:60]}...' is {len(name)} characters, over the hub's 96 for an id",
+                            "check the id, or pass a config.json path or a model folder")
         return _from_hub(name, suggestion)
     raise SpecError("model", f"'{name}' is not in the registry",
                     f"{suggestion}, or pass a config.json path, a model folder or a hub id (owner/name)")

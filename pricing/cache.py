@@ -48,6 +48,64 @@ def locked(directory: Path, timeout_s: float = 30.0) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+def check_output_file(path: str | os.PathLike[str], field: str = "output") -> Path:
+    """Refuse, before any work starts, an output path that write_atomic could not or must not replace.
+
+    Only a regular file (or nothing) may be replaced: never a directory, a FIFO, a socket or a device
+    (`-o /dev/null` run as root would otherwise swap the system's null device for a regular file).
+    """
+    import stat
+
+    from pricing.errors import PricingInputError
+
+    text = os.fspath(path)
+    if not text or not text.strip():
+        raise PricingInputError(field, "empty output path", "give a file name")
+    if "\x00" in text:
+        raise PricingInputError(field, "the output path contains a NUL character", "give a file name")
+    p = Path(text)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        st = None
+    except NotADirectoryError:
+        raise PricingInputError(field, f"{text}: a parent of the path is a file", "give a path inside a folder") from None
+    except OSError as exc:
+        raise PricingInputError(field, f"{text}: {exc.strerror or exc}", "give another output path") from None
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise PricingInputError(field, f"{text} is a directory", "give a file name")
+        if not stat.S_ISREG(st.st_mode):
+            raise PricingInputError(field, f"{text} is not a regular file (a device, FIFO or socket); only regular "
+                                           "files are replaced", "give a file name")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise PricingInputError(field, f"{parent} is a file, not a folder", "give a path inside a folder")
+    return p
+
+
+def check_output_dir(path: str | os.PathLike[str], field: str = "output") -> Path:
+    """Refuse, before any work starts, an output folder that is empty, a file, or under a file."""
+    from pricing.errors import PricingInputError
+
+    text = os.fspath(path)
+    if not text or not text.strip():
+        raise PricingInputError(field, "empty output folder", "give a folder name (e.g. report/)")
+    if "\x00" in text:
+        raise PricingInputError(field, "the output path contains a NUL character", "give a folder name")
+    p = Path(text)
+    if p.exists() and not p.is_dir():
+        raise PricingInputError(field, f"{text} exists and is not a folder", "give a folder name")
+    parent = p
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise PricingInputError(field, f"{parent} is a file, not a folder", "give a path inside a folder")
+    return p
+
+
 def write_atomic(path: str | os.PathLike[str], data: str | bytes, *, mode: int | None = None) -> Path:
     """Write text or bytes to `path` atomically: temp file in the same directory, fsync, os.replace.
 
@@ -56,8 +114,13 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes, *, mode: int |
     would leave every file owner-only). The planner, reports and launch write through this one function;
     the shipped trainer keeps its own copy (train/fsio.py) because it imports nothing of ours.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_output_file(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        from pricing.errors import PricingInputError
+
+        raise PricingInputError("output", f"{path.parent} is not a folder", "give a path inside a folder") from None
     if path.exists():
         final_mode = path.stat().st_mode & 0o777
     elif mode is not None:

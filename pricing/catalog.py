@@ -44,6 +44,20 @@ def _read(path: Path) -> OffersFile:
     return _read_cached(str(path), path.stat().st_mtime_ns)
 
 
+def _unreadable(path: Path, exc: BaseException, what: str) -> OffersFile:
+    """A source that cannot be used: no offers, one warning (shown by every command that reads prices)."""
+    reason = exc.one_line() if hasattr(exc, "one_line") else (getattr(exc, "strerror", None) or str(exc))
+    reason = " ".join(str(reason).split())
+    if len(reason) > 200:
+        reason = reason[:200] + "..."
+    return OffersFile([], {}, [], [f"{path}: {what} unreadable ({reason}); skipped"])
+
+
+def _present_but_not_file(path: Path) -> bool:
+    """A directory, FIFO, socket or device where a price file is expected (never opened: a FIFO would block)."""
+    return os.path.lexists(path) and not path.is_file()
+
+
 # The catalog format SkyPilot 0.14 reads (~/.sky/catalogs/v8).
 CURRENT_CATALOG_VERSION = 8
 
@@ -66,6 +80,9 @@ def _sky_cache(newest: dict[str, str]) -> list[tuple[int, OffersFile]]:
     for d in sky_catalog_dirs():
         for provider in SKY_CLOUDS:
             path = d / provider / "vms.csv"
+            if _present_but_not_file(path):
+                out.append((1, _unreadable(path, OSError("not a regular file"), "SkyPilot catalog")))
+                continue
             if not path.is_file():
                 continue
             as_of = _dt.date.fromtimestamp(path.stat().st_mtime).isoformat()
@@ -74,8 +91,8 @@ def _sky_cache(newest: dict[str, str]) -> list[tuple[int, OffersFile]]:
             source = f"skypilot catalog cache {path}"
             try:
                 offers, dropped, warnings = read_catalog(path, provider, source, as_of)
-            except (OSError, ValueError, KeyError) as exc:
-                out.append((1, OffersFile([], {}, [], [f"{path}: unreadable ({exc}); ignored"])))
+            except (OSError, ValueError, KeyError, RecursionError) as exc:
+                out.append((1, _unreadable(path, exc, "SkyPilot catalog")))
                 continue
             newest[provider] = as_of
             out.append((1, OffersFile(offers, {provider: {"source": source, "as_of": as_of}},
@@ -93,11 +110,13 @@ def _live_cache(cache_directory: Path | None) -> list[tuple[int, OffersFile]]:
     out = []
     for provider in CLOUD_PROVIDERS:
         path = d / f"{provider}.json"
-        if path.is_file():
+        if _present_but_not_file(path):
+            out.append((2, _unreadable(path, OSError("not a regular file"), "live price cache")))
+        elif path.is_file():
             try:
                 out.append((2, _read(path)))
-            except (OSError, ValueError) as exc:
-                out.append((2, OffersFile([], {}, [], [f"{path}: unreadable ({exc}); using other sources"])))
+            except (OSError, ValueError, RecursionError) as exc:
+                out.append((2, _unreadable(path, exc, "live price cache")))
     return out
 
 
@@ -129,11 +148,15 @@ def load_offers(provider: str | list[str] | None = None, gpu: str | None = None,
 
     files: list[tuple[int, OffersFile]] = []
     snap = Path(snapshot or os.environ.get("GPUPLAN_SNAPSHOT") or BUNDLED)  # env: pin another snapshot file
-    if snap.is_file():
+    if _present_but_not_file(snap):
+        files.append((0, _unreadable(snap, OSError("not a regular file"), "price snapshot")))
+    elif snap.is_file():
         try:
             files.append((0, _read(snap)))
-        except (OSError, ValueError) as exc:
-            files.append((0, OffersFile([], {}, [], [f"bundled snapshot unreadable ({exc})"])))
+        except (OSError, ValueError, RecursionError) as exc:
+            files.append((0, _unreadable(snap, exc, "price snapshot")))
+    else:
+        files.append((0, _unreadable(snap, OSError("missing"), "price snapshot")))
     if user_caches:
         files += _live_cache(cache_directory)
         newest: dict[str, str] = {}
@@ -147,7 +170,10 @@ def load_offers(provider: str | list[str] | None = None, gpu: str | None = None,
     dropped: list[dict[str, Any]] = []
     used: dict[str, dict[str, tuple[str, int]]] = {}  # provider -> source -> rank
     for priority, f in files:
-        warnings += [w for w in f.warnings if providers is None or w.split(" ", 1)[0] in providers]
+        # provider-specific warnings follow the --provider filter; a source that could not be read is shown on
+        # every command that reads prices (its first word is a path, not a provider)
+        warnings += [w for w in f.warnings if providers is None or w.split(" ", 1)[0] in providers
+                     or w.split(" ", 1)[0] not in PROVIDERS]
         dropped += [d for d in f.dropped if providers is None or d.get("provider") in providers]
         for o in f.offers:
             rank = (o.as_of, priority)

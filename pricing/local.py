@@ -8,6 +8,8 @@ Energy is paid only while the job runs: (GPU power + host share) x PUE x price. 
 from __future__ import annotations
 
 import functools
+import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from pricing.gpus import require_gpu
 HOURS_PER_YEAR = 8760
 HOURS_PER_MONTH = HOURS_PER_YEAR / 12
 PRESETS_FILE = Path(__file__).resolve().parent / "data" / "local_profiles.yaml"
+MAX_PROFILE_BYTES = 1_000_000  # a profile is ~1 kB
 CURVE_POINTS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
@@ -75,37 +78,49 @@ def profile_from_dict(data: dict[str, Any], origin: str = "local_profile") -> Lo
     data = dict(data)
     known = {f for f in LocalProfile.__dataclass_fields__} | set(_WORKLOAD) | {"workload"}
     for k in data:
+        if not isinstance(k, str):
+            raise PricingInputError(f"{origin}", f"key {str(k)[:40]!r} is not a field name",
+                                    f"known fields: {', '.join(sorted(known))}")
         if k not in known:
             import difflib
 
             close = difflib.get_close_matches(k, sorted(known), n=1)
-            raise PricingInputError(f"{origin}.{k}", "unknown field", f"did you mean {close[0]}?" if close else
+            shown = k[:60] if k[:60].isprintable() else repr(k[:60])
+            raise PricingInputError(f"{origin}.{shown}", "unknown field", f"did you mean {close[0]}?" if close else
                                     f"known fields: {', '.join(sorted(known))}")
     workload = data.pop("workload", None) or {}
+    if not isinstance(workload, dict):
+        raise PricingInputError(f"{origin}.workload", "must be a mapping", "e.g. workload: {runs_per_month: 4, job_hours: 10}")
+    workload = dict(workload)
     for k in _WORKLOAD:
         if k in data:
             workload[k] = data.pop(k)
     if workload:
-        try:
-            data["utilisation"] = utilisation_from_workload(float(workload.get("runs_per_month", 0)),
-                                                            float(workload.get("job_hours", 0)),
-                                                            float(workload.get("other_use_hours_per_month", 0)))
-        except (TypeError, ValueError):
-            raise PricingInputError(f"{origin}.workload", "runs_per_month/job_hours must be numbers",
-                                    "e.g. runs_per_month: 4, job_hours: 10") from None
+        for k, v in workload.items():
+            if k not in _WORKLOAD:
+                raise PricingInputError(f"{origin}.workload.{str(k)[:40]}", "unknown field", f"use {', '.join(_WORKLOAD)}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1e6:
+                raise PricingInputError(f"{origin}.workload.{k}", f"{str(v)[:40]} is not a number in 0..1e6",
+                                        "e.g. runs_per_month: 4, job_hours: 10")
+        data["utilisation"] = max(_RANGES["utilisation"][0], utilisation_from_workload(
+            float(workload.get("runs_per_month", 0)), float(workload.get("job_hours", 0)),
+            float(workload.get("other_use_hours_per_month", 0))))
     required = [f for f, d in LocalProfile.__dataclass_fields__.items()
                 if d.default is d.default_factory is __import__("dataclasses").MISSING]
     for f in required:
         if data.get(f) is None:
             raise PricingInputError(f"{origin}.{f}", "missing", f"add `{f}:` ({_UNITS.get(f, 'text')})")
+    for f in ("gpu", "name"):
+        if not isinstance(data[f], (str, int, float)) or isinstance(data[f], bool) or len(str(data[f])) > 200:
+            raise PricingInputError(f"{origin}.{f}", "must be a short text", "e.g. gpu: RTX4090, name: my-box")
     data["gpu"] = require_gpu(str(data["gpu"]), f"{origin}.gpu")
     for f, (lo, hi) in _RANGES.items():
         if f not in data:
             continue
         v = data[f]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise PricingInputError(f"{origin}.{f}", f"{v!r} is not a number", f"give a number in {_UNITS[f]}")
-        if not lo <= v <= hi:
+            raise PricingInputError(f"{origin}.{f}", f"{str(v)[:40]!r} is not a number", f"give a number in {_UNITS[f]}")
+        if not math.isfinite(v) or not lo <= v <= hi:
             raise PricingInputError(f"{origin}.{f}", f"{v} is out of range", f"use {lo}..{hi} {_UNITS[f]}")
     if data["gpu_count"] != int(data["gpu_count"]):
         raise PricingInputError(f"{origin}.gpu_count", "must be a whole number", "e.g. gpu_count: 4")
@@ -114,7 +129,12 @@ def profile_from_dict(data: dict[str, Any], origin: str = "local_profile") -> Lo
         raise PricingInputError(f"{origin}.already_owned", f"{data['already_owned']!r} is not true/false",
                                 "use already_owned: true or false")
     data["name"] = str(data["name"])
-    data["sources"] = dict(data.get("sources") or {})
+    sources = data.get("sources") or {}
+    if not isinstance(sources, dict) or not all(isinstance(k, str) and isinstance(v, (str, int, float))
+                                                and len(str(v)) <= 1000 for k, v in sources.items()):
+        raise PricingInputError(f"{origin}.sources", "must map field names to short source texts",
+                                "e.g. sources: {purchase_price_usd: 'vendor quote, 2025-06'}")
+    data["sources"] = {k: str(v) for k, v in sources.items()}
     return LocalProfile(**data)
 
 
@@ -140,21 +160,22 @@ def load_profile(name_or_path: str | Path, **overrides: Any) -> LocalProfile:
         data = dict(bundled[s])
         origin = f"local profile {s}"
     else:
-        p = Path(s).expanduser()
-        if not p.is_file():
-            raise PricingInputError("local_profile", f"{s!r} is neither a preset nor a file",
+        from pricing.safe_read import read_yaml
+
+        if len(s) > 4096 or "\x00" in s:
+            raise PricingInputError("local_profile", "not a preset name or a file path",
                                     f"use one of {', '.join(bundled)} or a YAML file path")
-        try:
-            data = yaml.load(p.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        except yaml.YAMLError as exc:
-            line = getattr(getattr(exc, "problem_mark", None), "line", None)
-            raise PricingInputError("local_profile", f"{p} is not valid YAML"
-                                    + (f" (line {line + 1})" if line is not None else ""), "fix the YAML syntax") from None
+        p = Path(s).expanduser()
+        if not os.path.lexists(p):
+            raise PricingInputError("local_profile", f"{s[:200]!r} is neither a preset nor a file",
+                                    f"use one of {', '.join(bundled)} or a YAML file path")
+        data = read_yaml(p, "local_profile", MAX_PROFILE_BYTES)
         origin = "local_profile"
         if isinstance(data, dict) and "base" in data:
             base = data.pop("base")
-            if base not in bundled:
-                raise PricingInputError("local_profile.base", f"unknown preset {base!r}", f"use one of {', '.join(bundled)}")
+            if not isinstance(base, str) or base not in bundled:
+                raise PricingInputError("local_profile.base", f"unknown preset {str(base)[:60]!r}",
+                                        f"use one of {', '.join(bundled)}")
             data = {**bundled[base], "name": data.get("name", f"{base}-custom"), **data}
     if isinstance(data, dict):
         data = {**data, **{k: v for k, v in overrides.items() if v is not None}}

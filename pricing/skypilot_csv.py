@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import csv
+import io
+import math
 import re
 from pathlib import Path
 
@@ -35,28 +37,64 @@ def gcp_host_types(accelerator: str, count: int) -> tuple[str, ...]:
     return ()
 
 
+MAX_CATALOG_BYTES = 256_000_000  # SkyPilot's full aws vms.csv is ~20 MB (2025); refuse anything absurd
+MAX_FIELD_CHARS = 256  # longest real field is GpuInfo (~150 characters); instance types are < 40
+
+
 def _num(value: str | None) -> float | None:
-    if value is None or str(value).strip() in ("", "nan", "None"):
+    """A catalog number; None when empty, unparsable or not finite (an `inf` price is no price)."""
+    if not isinstance(value, str) or value.strip() in ("", "nan", "None") or len(value) > 40:
         return None
     try:
-        return float(value)
+        f = float(value)
     except ValueError:
         return None
+    return f if math.isfinite(f) else None
 
 
 def _gpu_count(value: str | None) -> int | None:
     f = _num(value)
-    return None if f is None else int(round(f))
+    if f is None or not f.is_integer() or not 0 < f <= 1024:
+        return None
+    return int(f)
+
+
+def _read_records(path: Path) -> tuple[list[str], list[dict]]:
+    """Header and rows of a catalog file: a regular UTF-8 file under the size limit, rows with over-long fields
+    rejected (the csv module's own limit is 128 kB; SkyPilot's fields are < 256 characters)."""
+    from pricing.errors import PricingInputError
+    from pricing.safe_read import read_text
+
+    text = read_text(path, "catalog", MAX_CATALOG_BYTES)
+    if "\x00" in text:
+        raise PricingInputError("catalog", f"{path} contains NUL bytes (a binary file?)", "give a SkyPilot vms.csv")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = list(reader.fieldnames or [])
+        records = list(reader)
+    except csv.Error as exc:
+        raise PricingInputError("catalog", f"{path} is not a readable CSV ({exc})", "give a SkyPilot vms.csv") from None
+    if any(len(h) > MAX_FIELD_CHARS for h in header):
+        raise PricingInputError("catalog", f"{path} has a header field over {MAX_FIELD_CHARS} characters",
+                                "give a SkyPilot vms.csv")
+    return header, records
+
+
+def _record_ok(rec: dict) -> bool:
+    """A row whose every field is text under the length limit (short rows leave None, long rows a list)."""
+    return None not in rec and all(v is None or (isinstance(v, str) and len(v) <= MAX_FIELD_CHARS)
+                                   for v in rec.values())
 
 
 def _gpuinfo_mib(text: str | None) -> float | None:
-    if not text or "{" not in text:
+    if not text or "{" not in text or len(text) > MAX_FIELD_CHARS:
         return None
     try:
         info = ast.literal_eval(text)
-        return float(info["Gpus"][0]["MemoryInfo"]["SizeInMiB"])
-    except (ValueError, SyntaxError, KeyError, IndexError, TypeError):
+        mib = float(info["Gpus"][0]["MemoryInfo"]["SizeInMiB"])
+    except (ValueError, SyntaxError, KeyError, IndexError, TypeError, MemoryError, RecursionError):
         return None
+    return mib if math.isfinite(mib) else None
 
 
 def _memory(gpu: str, gpuinfo: str | None) -> float | None:
@@ -82,15 +120,17 @@ def detect_schema(header: list[str]) -> str:
 
 def read_zone_rows(path: Path, provider: str) -> tuple[list[ZoneRow], list[Dropped]]:
     """Zone-level rows of one catalog file (GPU rows only), before validation."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        records = list(reader)
+    header, all_records = _read_records(path)
+    records = [r for r in all_records if _record_ok(r)]
+    malformed = [Dropped(provider, "?", "?", None, "row", f"malformed row (a field over {MAX_FIELD_CHARS} "
+                                                            "characters, or too many/few fields)")
+                 for r in all_records if not _record_ok(r)]
     schema = detect_schema(list(header))
     if schema == "gcp-v8":
-        return _gcp_rows(records, provider)
+        rows_, dropped_ = _gcp_rows(records, provider)
+        return rows_, malformed + dropped_
     rows: list[ZoneRow] = []
-    dropped: list[Dropped] = []
+    dropped: list[Dropped] = list(malformed)
     for rec in records:
         itype = rec.get("InstanceType") or ""
         region = rec.get("Region") or ""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pricing.errors import PricingInputError
-from pricing.offer import COLUMNS, PROVIDERS, Offer, offer_from_row, offer_to_row
+from pricing.offer import COLUMNS, PROVIDERS, Offer, checked_offer, offer_to_row
 
 FORMAT = "gpuplan-offers/1"
 BUNDLED = Path(__file__).resolve().parent / "data" / "offers.json"
@@ -46,24 +46,74 @@ def dumps(data: OffersFile) -> str:
     return f'{head},\n "offers": [\n  {rows}\n ],\n "dropped": [\n  {drops}\n ]\n}}\n'
 
 
+MAX_OFFERS_FILE_BYTES = 64_000_000  # the bundled snapshot is ~0.2 MB; a full multi-cloud cache a few MB
+
+
 def loads(text: str, origin: str = "offers file") -> OffersFile:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{origin}: not JSON ({exc})") from exc
+    """Parse and schema-check an offers file. A document that is not one raises ValueError (the caller skips
+    the file with a warning); rows that fail the schema are skipped with one warning naming the first."""
+    from pricing.safe_read import loads_json
+
+    doc = loads_json(text, "offers file", origin)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"{origin}: not a {FORMAT} file")
-    cols = doc.get("columns")
-    if cols != list(COLUMNS):
-        offers = [offer_from_row(dict(zip(cols, r))) for r in doc.get("offers", [])]
-    else:
-        offers = [offer_from_row(r) for r in doc.get("offers", [])]
-    return OffersFile(offers, doc.get("providers", {}), doc.get("dropped", []), doc.get("warnings", []),
-                      doc.get("built_at", ""))
+    providers_raw = doc.get("providers", {})
+    if not isinstance(providers_raw, dict):
+        raise ValueError(f"{origin}: 'providers' is not a mapping")
+    providers: dict[str, dict[str, str]] = {}
+    for p, meta in providers_raw.items():
+        if p not in PROVIDERS or not isinstance(meta, dict) or not isinstance(meta.get("source"), str) \
+                or not isinstance(meta.get("as_of"), str) or len(meta["source"]) > 1000 or len(meta["as_of"]) > 40:
+            raise ValueError(f"{origin}: providers.{str(p)[:20]} is not {{source, as_of}} of a known provider")
+        providers[p] = {"source": meta["source"], "as_of": meta["as_of"]}
+    cols = doc.get("columns", list(COLUMNS))
+    if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols) or len(set(cols)) != len(cols):
+        raise ValueError(f"{origin}: 'columns' is not a list of distinct names")
+    rows = doc.get("offers", [])
+    if not isinstance(rows, list):
+        raise ValueError(f"{origin}: 'offers' is not a list")
+    offers: list[Offer] = []
+    bad: list[str] = []
+    for i, row in enumerate(rows):
+        try:
+            if isinstance(row, dict):
+                data = row
+            elif isinstance(row, list) and len(row) == len(cols):
+                data = dict(zip(cols, row))
+            else:
+                raise ValueError(f"not a row of {len(cols)} values")
+            offer = checked_offer(data)
+            if offer.provider not in providers:
+                raise ValueError(f"provider {offer.provider} has no entry under 'providers'")
+            offers.append(offer)
+        except ValueError as exc:
+            bad.append(f"offer {i}: {exc}")
+    dropped_raw = doc.get("dropped", [])
+    dropped = [d for d in dropped_raw if _is_drop(d)] if isinstance(dropped_raw, list) else []
+    warnings_raw = doc.get("warnings", [])
+    warnings = [w for w in warnings_raw if isinstance(w, str) and len(w) <= 2000] if isinstance(warnings_raw, list) else []
+    if not isinstance(dropped_raw, list) or len(dropped) != len(dropped_raw):
+        warnings.append(f"{origin}: 'dropped' holds entries that are not {{provider, instance_type, region, what, "
+                        "reason}}; those were skipped")
+    if not isinstance(warnings_raw, list) or len(warnings) != len(warnings_raw):
+        warnings.append(f"{origin}: 'warnings' holds entries that are not texts; those were skipped")
+    if bad:
+        warnings.append(f"{origin}: {len(bad)} of {len(rows)} offers are invalid and were skipped "
+                        f"(first: {bad[0][:200]})")
+    built_at = doc.get("built_at", "")
+    return OffersFile(offers, providers, dropped, warnings, built_at if isinstance(built_at, str) else "")
+
+
+def _is_drop(d: Any) -> bool:
+    return (isinstance(d, dict) and all(isinstance(d.get(k), str) and len(d[k]) <= 2000
+                                        for k in ("provider", "instance_type", "region", "what", "reason"))
+            and (d.get("zone") is None or isinstance(d.get("zone"), str)))
 
 
 def read_offers_file(path: Path) -> OffersFile:
-    return loads(Path(path).read_text(), str(path))
+    from pricing.safe_read import read_text
+
+    return loads(read_text(path, "offers file", MAX_OFFERS_FILE_BYTES), str(path))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -77,8 +127,8 @@ def read_provenance(catalog_dir: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in ("PROVENANCE.md", "README.md"):
         p = catalog_dir / name
-        if p.is_file():
-            for line in p.read_text().splitlines():
+        if p.is_file() and p.stat().st_size <= 10_000_000:
+            for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
                 m = _README_ROW.match(line.strip())
                 if m:
                     out.setdefault(m.group("file").strip(), m.group("commit"))
@@ -128,6 +178,10 @@ def build_snapshot(catalog_dir: Path, *, as_of: str | None = None,
         commit = commits.get(provider) or provenance.get(rel) or "unknown-commit"
         source = f"skypilot-catalog {version_of(path)} {commit[:12]} ({provider})"
         offers, drops, warns = read_catalog(path, provider, source, as_of)
+        if not offers:
+            raise PricingInputError("catalog", f"{path} gives no usable GPU offers ({len(drops)} rows dropped): "
+                                               "empty, or not a SkyPilot vms.csv",
+                                    "give the folder of SkyPilot catalogs, or remove that file")
         all_offers += offers
         dropped += [d.to_dict() for d in drops]
         warnings += warns
