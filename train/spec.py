@@ -450,9 +450,9 @@ def _strict_loader(base: type) -> type:
     return _STRICT_LOADERS[base]
 
 
-def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None,
-              *, require_model: bool = True) -> JobSpec:
-    """Read a YAML job spec, apply flag overrides, validate. Raises SpecError on any problem."""
+def read_spec_file(path: str | os.PathLike[str], what: str = "YAML file") -> tuple[str, Any]:
+    """(text, parsed YAML) of a job file, read safely: a regular file under the size limit, UTF-8, no YAML
+    anchors, bounded nesting, no key given twice. Every problem is one SpecError naming the file."""
     p = os.fspath(path)
     _refuse_file(p)
     try:
@@ -461,12 +461,19 @@ def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
     except OSError as exc:
         raise SpecError("job file", f"cannot read {p}: {exc.strerror or exc}", "check the path") from None
     if len(data) > MAX_SPEC_BYTES:
-        raise SpecError("job file", f"{p} is over the {MAX_SPEC_BYTES / 1e6:g} MB limit", "give the job's YAML file")
+        raise SpecError("job file", f"{p} is over the {MAX_SPEC_BYTES / 1e6:g} MB limit", f"give the job's {what}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise SpecError("job file", f"{p} is not a UTF-8 text file", "give a YAML file") from None
-    raw = load_yaml_text(text, p)
+        raise SpecError("job file", f"{p} is not a UTF-8 text file", f"give a {what}") from None
+    return text, load_yaml_text(text, p)
+
+
+def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None,
+              *, require_model: bool = True) -> JobSpec:
+    """Read a YAML job spec, apply flag overrides, validate. Raises SpecError on any problem."""
+    p = os.fspath(path)
+    raw = read_spec_file(p)[1]
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from planner.imports.common import Mapper, clean, hint_line, read_hints
 from planner.imports.detect import FORMATS, detect_format
 from planner.imports.report import ImportReport
-from train.spec import JobSpec, SpecError, apply_overrides, load_spec
+from train.spec import JobSpec, SpecError, apply_overrides, load_spec, read_spec_file
 
 EXPORT_FORMATS = ("axolotl", "llama-factory", "trl")
 IMPORT_FORMATS = ("axolotl", "llama-factory", "trl", "torchtune")
@@ -23,30 +23,9 @@ def _module(fmt: str) -> Any:
 
 
 def read_config(path: str) -> tuple[str, Any]:
-    """The text and parsed YAML/JSON of a config file (errors as one line naming the file)."""
-    import yaml
-
-    p = os.fspath(path)
-    if not os.path.exists(p):
-        raise SpecError("job file", f"{p} does not exist", "check the path")
-    if os.path.isdir(p):
-        raise SpecError("job file", f"{p} is a directory", "give a YAML or JSON file")
-    try:
-        with open(p, encoding="utf-8") as fh:
-            text = fh.read()
-    except UnicodeDecodeError:
-        raise SpecError("job file", f"{p} is not a UTF-8 text file", "give a YAML or JSON file") from None
-    except OSError as exc:
-        raise SpecError("job file", f"cannot read {p}: {exc.strerror}", "check the path and its permissions") from None
-    try:
-        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise SpecError("job file", f"{p} is not valid YAML or JSON{where}", "fix the syntax") from None
-    except (ValueError, RecursionError):
-        raise SpecError("job file", f"{p} could not be read as YAML", "fix the syntax") from None
-    return text, raw
+    """The text and parsed YAML/JSON of a config file, read as safely as a job spec (regular file, size limit,
+    no YAML anchors, bounded nesting, no duplicate keys); errors as one line naming the file."""
+    return read_spec_file(path, "YAML or JSON file")
 
 
 def import_config(raw: Mapping[str, Any], fmt: str, *, path: str = "", text: str = "",
