@@ -31,7 +31,7 @@ def check_raw_nulls(raw: Mapping[str, Any]) -> None:
                 if dval is None and getattr(data_defaults, dname, None) is not None:
                     raise SpecError(f"data.{dname}", "is null", "give a value or remove the line")
             continue
-        if value is None and hasattr(defaults, name) and getattr(defaults, name) is not None:
+        if value is None and name != "data" and hasattr(defaults, name) and getattr(defaults, name) is not None:
             raise SpecError(name, "is null", f"give a value or remove the line (default {getattr(defaults, name)!r})")
 
 
