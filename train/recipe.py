@@ -141,16 +141,15 @@ def _save_checkpoint(env: DistEnv, out: str, step: int, lm, names: dict, keys: d
     return time.perf_counter() - t0
 
 
-def _load_checkpoint(env: DistEnv, path: str, lm, names: dict, keys: dict, wrapped, optimizer, scheduler, scaler,
-                     fsdp: bool) -> tuple[dict, str | None]:
-    """Restore a checkpoint onto any world size; returns (trainer state, a note when something was reset)."""
+def _load_checkpoint(env: DistEnv, path: str, optimizer, scheduler, scaler, fsdp: bool) -> tuple[dict, str | None]:
+    """Restore the optimizer, schedule, scaler and RNG of a checkpoint onto any world size (the weights went
+    into the unwrapped model before wrapping); returns (trainer state, a note when something was reset)."""
     import json
 
     import torch
 
     with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as fh:
         state = json.load(fh)
-    scatter_trainable(wrapped, names, read_weights(path, keys), fsdp)
     saved_world = int(state.get("world_size", env.world_size))
     note = None
     if state.get("optimizer_sharded") or fsdp:
@@ -286,6 +285,13 @@ def _run(spec: JobSpec, source: str, env: DistEnv, watch: PreemptionWatch, keep_
     check_new_tokens(lm, tokenizer, data.special_ids, spec)
     names = trainable_names(lm)
     keys = adapter_keys(lm, list(names.values()))
+    if env.is_main:
+        os.makedirs(out, exist_ok=True)
+        ckpt.remove_stale(out)
+    barrier(env)
+    latest = ckpt.latest_checkpoint(out)
+    if latest is not None:  # full weights into the unwrapped model on every rank; FSDP then shards them
+        scatter_trainable(lm, names, read_weights(latest[1], keys), fsdp=False)
     loss_model = _loss_module(lm, spec)
     wrapped = _wrap(loss_model, env, spec, fsdp, precision.autocast_dtype)
     params = [p for p in wrapped.parameters() if p.requires_grad]
@@ -300,15 +306,10 @@ def _run(spec: JobSpec, source: str, env: DistEnv, watch: PreemptionWatch, keep_
         return torch.autocast(device_type=device_type, dtype=autocast_dtype)
 
     # -- 4. resume ------------------------------------------------------------------------------
-    if env.is_main:
-        os.makedirs(out, exist_ok=True)
-        ckpt.remove_stale(out)
-    barrier(env)
-    latest = ckpt.latest_checkpoint(out)
     start, resumed_from, state = 0, None, {"tokens_seen": 0, "train_time_s": 0.0, "history": []}
     notes: list[str] = []
     if latest is not None:
-        state, note = _load_checkpoint(env, latest[1], lm, names, keys, wrapped, optimizer, scheduler, scaler, fsdp)
+        state, note = _load_checkpoint(env, latest[1], optimizer, scheduler, scaler, fsdp)
         start = resumed_from = int(state["step"])
         if note:
             notes.append(f"resumed at step {start}: {note}")
@@ -334,7 +335,7 @@ def _run(spec: JobSpec, source: str, env: DistEnv, watch: PreemptionWatch, keep_
     def save(at: int, rng: dict) -> None:
         nonlocal last_saved, saved_clock
         segment.peak(device_type)
-        state.update(step=at, last_loss=last_loss, history=[*history, segment.record(at, "running")])
+        state.update(step=at, last_loss=last_loss, history=[*history, segment.record(at, "saved")])
         if log is not None:
             log.sync()
         save_seconds.append(_save_checkpoint(env, out, at, lm, names, keys, wrapped, optimizer, scheduler, scaler, state,

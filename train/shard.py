@@ -76,7 +76,8 @@ def gather_trainable(wrapped, names: dict[int, str], fsdp: bool) -> dict[str, An
 
     out: dict[str, Any] = {}
     units, every = _fsdp_units(wrapped)
-    if every:
+    # a unit summoned on its own before the root's first forward would be marked a root itself
+    if every and getattr(wrapped, "_is_root", None):
         for unit in units:
             with FSDP.summon_full_params(unit, recurse=False, writeback=False):
                 for p in unit.module.parameters():
@@ -112,7 +113,7 @@ def scatter_trainable(wrapped, names: dict[int, str], state: dict[str, Any], fsd
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     units, every = _fsdp_units(wrapped)
-    if every:
+    if every and getattr(wrapped, "_is_root", None):
         for unit in units:
             with FSDP.summon_full_params(unit, recurse=False, writeback=True):
                 copy_into(unit.module.parameters())
