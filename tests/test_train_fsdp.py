@@ -194,3 +194,21 @@ def test_the_toy_fsdp_example_trains_under_gpuplan_launch_on_this_machine(tmp_pa
     s = _summary(out)
     assert s["steps"] == 3 and s["spec"]["parallel"] == "fsdp" and s["spec"]["method"] == "qlora"
     assert (out / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_full_fine_tuning_under_fsdp_trains_like_one_process_and_saves_the_whole_model(tmp_path):
+    args = ("--method", "full", "--precision", "fp32", "--optimizer", "adamw", "--learning-rate", "0.001",
+            "--max-steps", "3", "--save-steps", "3", "--no-progress")
+    sharded, single = tmp_path / "fsdp", tmp_path / "single"
+    proc = _run(_two_ranks_cmd(sharded, *args))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = _run(_one_rank_cmd(single, *args, "--grad-accum", "4"))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    a, b = _losses(sharded), _losses(single)
+    assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4, (a, b)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(next((sharded / "model").glob("*.safetensors"))))
+    reference = load_file(str(next((single / "model").glob("*.safetensors"))))
+    assert set(saved) == set(reference) and len(saved) > 10
+    assert max(float((saved[k].float() - reference[k].float()).abs().max()) for k in saved) < 1e-3

@@ -227,3 +227,48 @@ def test_null_check_reads_any_mapping_and_only_raises_spec_errors(raw):
         check_raw_nulls(raw)
     except SpecError as exc:
         assert exc.field.replace("data.", "") in ("lora_r", "seq_len", "stack", "format", "chat_template", "path")
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=st.one_of(st.text(max_size=30), st.lists(st.text(max_size=8), max_size=4), st.integers(), st.none()))
+def test_modules_to_save_accepts_names_and_refuses_anything_else_with_a_spec_error(value):
+    try:
+        spec = spec_from_dict({"model": "m", "modules_to_save": value})
+    except SpecError as exc:
+        assert exc.field == "modules_to_save"
+        return
+    assert all(isinstance(n, str) and n for n in spec.modules_to_save)
+
+
+def test_a_checkpoint_holds_the_loss_scaler_and_is_a_peft_adapter(tmp_path):
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from train.adapter_io import adapter_keys
+    from train.distributed import DistEnv
+    from train.recipe import _load_checkpoint, _rng_state, _save_checkpoint
+    from train.shard import trainable_names
+    from train.smoke import build_smoke_model
+
+    env = DistEnv(0, 1, 0, "cpu")
+    torch.manual_seed(0)
+    lm = get_peft_model(build_smoke_model(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                        task_type="CAUSAL_LM", init_lora_weights=False))
+    names = trainable_names(lm)
+    keys = adapter_keys(lm, list(names.values()))
+    params = [p for p in lm.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    scaler.scale(torch.ones(()))  # initialises the scale
+    scaler.update(new_scale=128.0)  # as after overflows halved it
+    _save_checkpoint(env, str(tmp_path), 5, lm, names, keys, lm, opt, sched, scaler, {"step": 5}, _rng_state(),
+                     keep=2, fsdp=False)
+    fresh = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    state, note = _load_checkpoint(env, str(tmp_path / "checkpoint-5"), opt, sched, fresh, fsdp=False)
+    assert state["step"] == 5 and note is None and fresh.get_scale() == 128.0
+    ids = torch.tensor([list(b"hello there")])
+    reloaded = PeftModel.from_pretrained(build_smoke_model(), str(tmp_path / "checkpoint-5"))
+    with torch.no_grad():
+        assert torch.allclose(reloaded(input_ids=ids).logits, lm(input_ids=ids).logits, atol=1e-6)
+        assert not torch.allclose(build_smoke_model()(input_ids=ids).logits, lm(input_ids=ids).logits, atol=1e-3)
