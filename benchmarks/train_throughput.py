@@ -10,7 +10,8 @@ and the same synthetic text data, tokenized by the same tokenizer:
                one flattened row per batch with position_ids), its batch sized to the same tokens per step.
 Tokens are counted the same way on both sides: real input tokens per optimizer step (neither side pads).
 The first --warmup steps of every run are left out; each side runs --repeats times and the median counts.
-Peak memory is torch.cuda.max_memory_allocated/reserved over each run (None on the CPU).
+Peak memory is torch.cuda.max_memory_allocated/reserved from the start of training (after the model is loaded
+and quantized; the recipe resets the counters there, the baseline at on_train_begin), None on the CPU.
 On a GPU the planner's prediction for the recipe's run (`gpuplan check` on its summary.json) is recorded too.
 
     python benchmarks/train_throughput.py --out train_throughput.json   # one GPU: the measurement
@@ -38,7 +39,8 @@ LLAMA_32_1B = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=1
                    rope_theta=500000.0, tie_word_embeddings=True, rms_norm_eps=1e-5)
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
             head_dim=16, vocab_size=1024, max_position_embeddings=2048, tie_word_embeddings=True)
-SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")  # ids 0..3; word k >= 4 is "w<k>"
+SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
+ATTN = {"flash": "flash_attention_2", "sdpa": "sdpa"}  # ids 0..3; word k >= 4 is "w<k>"
 
 
 def build_model_folder(shape: dict, folder: str) -> None:
@@ -97,7 +99,7 @@ def job_spec(folder: str, data: str, out: str, args):
     from train.spec import DataSpec, JobSpec
 
     return JobSpec(model=folder, method="qlora", seq_len=args.seq_len, batch_size=args.batch_size, packing=True,
-                   chunked_loss=True, lora_r=16, lora_alpha=32, lora_dropout=0.0, optimizer="paged-adamw-8bit",
+                   chunked_loss=True, attention=args.attention, lora_r=16, lora_alpha=32, lora_dropout=0.0, optimizer="paged-adamw-8bit",
                    precision="bf16", learning_rate=1e-4, max_steps=args.warmup + args.steps, save_steps=10**6,
                    save_every_minutes=None, gradient_checkpointing=True, output_dir=out,
                    data=DataSpec(path=data, format="text", eval_fraction=0.0))
@@ -138,7 +140,7 @@ def run_baseline(folder: str, data: str, args, device: str) -> dict:
     mean_len = sum(len(r["input_ids"]) for r in rows) / len(rows)
     per_device = max(1, round(args.batch_size * args.seq_len / mean_len))  # the recipe's tokens per step
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=compute, device_map={"": device},
-                                                 attn_implementation="sdpa",
+                                                 attn_implementation=ATTN[args.attention],
                                                  quantization_config=BitsAndBytesConfig(
                                                      load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                      bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute))
@@ -158,6 +160,8 @@ def run_baseline(folder: str, data: str, args, device: str) -> dict:
 
     class Clock(TrainerCallback):
         def on_train_begin(self, *a, **k):  # noqa: ANN002
+            if on_gpu:  # as the recipe does: peak memory of training, not of loading and quantizing
+                torch.cuda.reset_peak_memory_stats()
             stamps.append(time.perf_counter())
 
         def on_step_end(self, *a, **k):  # noqa: ANN002
@@ -210,6 +214,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="timed steps per run (after the warm-up)")
     p.add_argument("--warmup", type=int, default=None, help="steps left out at the start of every run")
     p.add_argument("--repeats", type=int, default=None, help="runs per side; the median counts")
+    p.add_argument("--attention", choices=sorted(ATTN), default=None,
+                   help="both sides (default: flash on a GPU with flash_attn installed, else sdpa; the flattening "
+                        "collator is made for flash attention's variable-length path)")
     p.add_argument("--out", default=None, help="write the results as JSON to this file")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = p.parse_args(argv)
@@ -225,6 +232,10 @@ def main(argv=None) -> int:
     args.warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 3)
     args.repeats = args.repeats or (1 if args.tiny else 3)
     device = "cuda:0" if torch.cuda.is_available() and not args.tiny else "cpu"
+    if args.attention is None:
+        import importlib.util
+
+        args.attention = "flash" if device != "cpu" and importlib.util.find_spec("flash_attn") else "sdpa"
     # enough examples for every step of a run, plus slack for packing
     n = args.examples or int((args.warmup + args.steps) * args.batch_size * 8 * 1.3)
     with tempfile.TemporaryDirectory(prefix="gpuplan-bench-") as root:
@@ -239,7 +250,7 @@ def main(argv=None) -> int:
     base = _median(base_runs, "HF Trainer + PEFT QLoRA (DataCollatorWithFlattening)")
     result = {"device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
               "shape": "tiny" if args.tiny else "Llama-3.2-1B", "seq_len": args.seq_len, "examples": n,
-              "batch_size": args.batch_size, "warmup_steps": args.warmup, "timed_steps": args.steps,
+              "batch_size": args.batch_size, "attention": args.attention, "warmup_steps": args.warmup, "timed_steps": args.steps,
               "repeats": args.repeats, "torch": torch.__version__,
               "recipe": ours, "baseline": base, "speedup": ours["tokens_per_s"] / base["tokens_per_s"],
               "memory_ratio": (ours["peak_allocated_gib"] / base["peak_allocated_gib"]

@@ -106,7 +106,8 @@ def test_untrained_special_tokens_need_modules_to_save(tokenizer):
 
 # -- packing -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_packed_micro_batches_of_several_rows_give_each_example_its_unpacked_logits(tokenizer, attention):
+@pytest.mark.parametrize("flatten", [False, True])
+def test_packed_micro_batches_of_several_rows_give_each_example_its_unpacked_logits(tokenizer, attention, flatten):
     import torch
 
     from train.smoke import build_smoke_model
@@ -116,11 +117,17 @@ def test_packed_micro_batches_of_several_rows_give_each_example_its_unpacked_log
     model.set_attn_implementation(attention)
     texts = ["first example", "the second one is longer", "third", "and a fourth example", "five", "six six six"]
     exs = [Example(list(t.encode()), list(t.encode())[1:] + [IGNORE]) for t in texts]
-    (batch,) = epoch_batches(exs, batch_size=3, seq_len=32, packing=True, pad_id=0, seed=0, epoch=0)[:1]
-    assert len(batch.input_ids) == 1 and len(batch.input_ids[0]) == 3 * 32  # one row: the varlen-safe layout
-    ids, pos = batch.input_ids[0], batch.position_ids[0]
+    (batch,) = epoch_batches(exs, batch_size=3, seq_len=32, packing=True, pad_id=0, seed=0, epoch=0,
+                             flatten_packed=flatten)[:1]
+    if flatten:  # flash attention's layout: one row, the only one its variable-length path takes
+        assert len(batch.input_ids) == 1 and len(batch.input_ids[0]) == 3 * 32
+    else:
+        assert len(batch.input_ids) == 3 and all(len(r) == 32 for r in batch.input_ids)
+    ids = [t for row in batch.input_ids for t in row]
+    pos = [t for row in batch.position_ids for t in row]
     with torch.no_grad():
-        packed = model(input_ids=torch.tensor([ids]), position_ids=torch.tensor([pos])).logits[0]
+        logits = model(input_ids=torch.tensor(batch.input_ids), position_ids=torch.tensor(batch.position_ids)).logits
+        packed = logits.reshape(-1, logits.shape[-1])
         starts = [i for i, p in enumerate(pos) if p == 0] + [len(pos)]
         checked = 0
         for a, b in zip(starts, starts[1:]):

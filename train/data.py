@@ -11,9 +11,11 @@ Packing concatenates examples into rows of seq_len and restarts position_ids at 
 The trainer then passes no attention_mask, and transformers builds a block-diagonal causal mask from
 the position_ids for sdpa/eager (masking_utils.find_packed_sequence_indices) or uses the varlen kernel
 for flash-attention, so no token attends across an example boundary. transformers takes flash-attention's
-variable-length path only for a packed batch of ONE row, so a packed micro batch of several rows is laid
-out as one row of batch_size x seq_len tokens (as transformers' DataCollatorWithFlattening does): the same
-tokens and positions, and every attention kind honours the example boundaries at any batch size.
+variable-length path only for a packed batch of ONE row, so with flash attention a packed micro batch of
+several rows is laid out as one row of batch_size x seq_len tokens (as transformers' DataCollatorWithFlattening
+does): the same tokens and positions. sdpa and eager honour the boundaries row by row at any batch size
+(checked by tests/test_train_integrity.py), and keep separate rows: one long row would make their dense
+masked attention batch_size times costlier.
 (transformers skips the detection when a KV cache is passed, so the trainer calls it with use_cache=False.)
 
 Nothing degrades silently: a chat template whose renders are not prefix-stable is an error while
@@ -342,8 +344,9 @@ def pack_rows(examples: Sequence[Example], seq_len: int, pad_id: int) -> list[Ba
 
 
 def epoch_batches(examples: Sequence[Example], *, batch_size: int, seq_len: int, packing: bool, pad_id: int,
-                  seed: int, epoch: int) -> list[Batch]:
-    """The micro batches of one epoch, in a deterministic order given (seed, epoch)."""
+                  seed: int, epoch: int, flatten_packed: bool = False) -> list[Batch]:
+    """The micro batches of one epoch, in a deterministic order given (seed, epoch). `flatten_packed` lays a
+    packed micro batch out as one row (for flash attention's variable-length path, see the module docstring)."""
     order = list(range(len(examples)))
     random.Random(seed * 1000 + epoch).shuffle(order)
     shuffled = [examples[i] for i in order]
@@ -352,7 +355,12 @@ def epoch_batches(examples: Sequence[Example], *, batch_size: int, seq_len: int,
         batches = []
         for i in range(0, len(rows), batch_size):
             group = rows[i: i + batch_size]
-            # one row of len(group) x seq_len tokens (see the module docstring): positions restart per example
+            if not flatten_packed:
+                batches.append(Batch([r.input_ids[0] for r in group], [r.labels[0] for r in group],
+                                     [r.position_ids[0] for r in group], None,
+                                     sum(r.n_tokens for r in group), sum(r.n_label_tokens for r in group)))
+                continue
+            # one row of len(group) x seq_len tokens: positions restart per example
             batches.append(Batch([[t for r in group for t in r.input_ids[0]]], [[t for r in group for t in r.labels[0]]],
                                  [[t for r in group for t in r.position_ids[0]]], None,
                                  sum(r.n_tokens for r in group), sum(r.n_label_tokens for r in group)))

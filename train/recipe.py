@@ -72,7 +72,8 @@ def _micro_batch(spec: JobSpec, data: _Data, index: int) -> Batch:
     epoch, offset = divmod(index, data.micro_per_epoch)
     if epoch not in data._cache:
         data._cache = {epoch: epoch_batches(data.train, batch_size=spec.batch_size, seq_len=spec.seq_len,
-                                            packing=spec.packing, pad_id=data.pad_id, seed=spec.seed, epoch=epoch)}
+                                            packing=spec.packing, pad_id=data.pad_id, seed=spec.seed, epoch=epoch,
+                                            flatten_packed=spec.attention == "flash")}
     batches = data._cache[epoch]
     return batches[offset % len(batches)]
 
