@@ -279,3 +279,15 @@ def test_a_checkpoint_holds_the_loss_scaler_and_is_a_peft_adapter(tmp_path):
     with torch.no_grad():
         assert torch.allclose(reloaded(input_ids=ids).logits, lm(input_ids=ids).logits, atol=1e-6)
         assert not torch.allclose(build_smoke_model()(input_ids=ids).logits, lm(input_ids=ids).logits, atol=1e-3)
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=st.one_of(st.text(max_size=12), st.floats(allow_nan=True, allow_infinity=True).map(str)))
+def test_the_stop_grace_read_from_the_environment_is_always_a_usable_number_of_seconds(raw):
+    import math
+
+    from train.preemption import DEFAULT_GRACE_S, stop_grace_s
+
+    grace = stop_grace_s({"GPUPLAN_STOP_GRACE_S": raw})
+    assert math.isfinite(grace) and grace > 0
+    assert stop_grace_s({}) == DEFAULT_GRACE_S == 30.0

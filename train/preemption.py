@@ -15,6 +15,7 @@ it cannot finish in that time (estimated from this run's own saves), so the last
 """
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -36,7 +37,7 @@ def stop_grace_s(env: dict | None = None) -> float:
         value = float(raw)
     except ValueError:
         return DEFAULT_GRACE_S
-    return value if value > 0 else DEFAULT_GRACE_S
+    return value if math.isfinite(value) and value > 0 else DEFAULT_GRACE_S
 
 
 class PreemptionWatch:

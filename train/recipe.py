@@ -19,6 +19,7 @@ from typing import Any
 
 from train import checkpoint as ckpt
 from train.adapter_io import adapter_keys, read_weights, write_weights
+from train.checks import check_trainable
 from train.data import (Batch, DataStats, apply_chat_template_override, build_examples_with_stats, epoch_batches,
                         read_records, special_token_ids, split_examples)
 from train.distributed import DistEnv, all_reduce_sum, barrier, init_distributed, shutdown
@@ -299,7 +300,13 @@ def _run(spec: JobSpec, source: str, env: DistEnv, watch: PreemptionWatch, keep_
     optimizer = build_optimizer(params, spec, device_type)
     scheduler = build_scheduler(optimizer, spec, steps)
     autocast_dtype = getattr(torch, precision.autocast_dtype) if precision.autocast_dtype else None
-    scaler = torch.amp.GradScaler(device_type) if precision.grad_scaler else None
+    scaler = None
+    if precision.grad_scaler and fsdp:  # all ranks agree on skipping a step with an inf in any shard
+        from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+        scaler = ShardedGradScaler(device_type)
+    elif precision.grad_scaler:
+        scaler = torch.amp.GradScaler(device_type)
 
     def autocast():
         if autocast_dtype is None:
@@ -308,7 +315,7 @@ def _run(spec: JobSpec, source: str, env: DistEnv, watch: PreemptionWatch, keep_
 
     # -- 4. resume ------------------------------------------------------------------------------
     start, resumed_from, state = 0, None, {"tokens_seen": 0, "train_time_s": 0.0, "history": []}
-    notes: list[str] = []
+    notes: list[str] = list(check_trainable(spec))  # warnings the CLI printed, kept with the measurement
     if latest is not None:
         state, note = _load_checkpoint(env, latest[1], optimizer, scheduler, scaler, fsdp)
         start = resumed_from = int(state["step"])
