@@ -132,3 +132,13 @@ def test_smoke_config_module_is_torch_free():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "264"
+
+
+def test_the_launchers_run_command_gives_workers_the_providers_preemption_grace():
+    from launch.commands import run_command
+    from train.preemption import NOTICE_S
+
+    line = run_command(2, 8, grace_s=NOTICE_S["aws"])
+    assert line.startswith("TORCH_ELASTIC_SHUTDOWN_TIMEOUT=125 GPUPLAN_STOP_GRACE_S=120 python -m torch.distributed.run")
+    assert run_command(1, 1, grace_s=NOTICE_S["gcp"]) == "GPUPLAN_STOP_GRACE_S=30 python -m train --config job.yaml"
+    assert run_command(1, 1) == "python -m train --config job.yaml"

@@ -26,6 +26,9 @@ EXIT_PREEMPTED = 143  # SIGTERM received; a checkpoint was saved; run the same c
 
 GRACE_ENV = "GPUPLAN_STOP_GRACE_S"
 DEFAULT_GRACE_S = 30.0  # GCP / Azure spot notice (the shortest common one)
+# Seconds between a spot VM's preemption notice and its end, by provider (same sources as above); the
+# launcher passes the provider's figure to torchrun_shell_command(grace_s=...) when it knows the provider.
+NOTICE_S = {"aws": 120.0, "gcp": 30.0, "azure": 30.0}
 # A save is started only if SAVE_MARGIN x its measured duration fits in what is left of the grace (writes
 # slow down when every rank of a preempted node flushes at once).
 SAVE_MARGIN = 1.5
