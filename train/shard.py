@@ -67,7 +67,8 @@ def gather_trainable(wrapped, names: dict[int, str], fsdp: bool) -> dict[str, An
     """Full (unsharded) copies on the CPU of every trainable weight, by unwrapped name.
 
     Under FSDP every rank must call this (the unsharding is collective); only the trainable units are
-    gathered, one at a time, so the frozen 4-bit base is never assembled. Full fine-tuning gathers the model.
+    gathered, one at a time, so the frozen 4-bit base is never assembled. Full fine-tuning gathers the model
+    (on GPUs into rank 0's CPU memory; the other ranks get an empty dict).
     """
     if not fsdp:
         return {names[id(p)]: p.detach().to("cpu", copy=True).contiguous()
@@ -84,10 +85,17 @@ def gather_trainable(wrapped, names: dict[int, str], fsdp: bool) -> dict[str, An
                     if id(p) in names:
                         out[names[id(p)]] = p.detach().to("cpu", copy=True).contiguous()
         return out
-    with FSDP.summon_full_params(wrapped, recurse=True, writeback=False):
-        for p in wrapped.parameters():
-            if id(p) in names:
-                out[names[id(p)]] = p.detach().to("cpu", copy=True).contiguous()
+    # Full fine-tuning: the whole model. On GPUs it is assembled in rank 0's CPU memory only (FSDP's
+    # rank0_only + offload_to_cpu; the other ranks return {}); on CPUs every rank assembles it (rank0_only
+    # with offload crashes gloo runs in torch 2.13, and CPU memory is what it would offload to anyway).
+    import torch
+
+    on_gpu = next(wrapped.parameters()).device.type != "cpu"
+    with FSDP.summon_full_params(wrapped, recurse=True, writeback=False, rank0_only=on_gpu, offload_to_cpu=on_gpu):
+        if torch.distributed.get_rank() == 0 or not on_gpu:
+            for p in wrapped.parameters():
+                if id(p) in names:
+                    out[names[id(p)]] = p.detach().to("cpu", copy=True).contiguous()
     return out
 
 
