@@ -25,10 +25,14 @@ def setup_command(requirements: Sequence[str]) -> str:
     return "set -e\npython -m pip install --quiet --upgrade pip\n" f"python -m pip install --quiet {reqs}"
 
 
-def run_command(nodes: int, gpus_per_node: int, config: str = SPEC_NAME) -> str:
-    """The command each node runs from the bundle folder (SkyPilot's workdir)."""
+def run_command(nodes: int, gpus_per_node: int, config: str = SPEC_NAME, grace_s: float | None = None) -> str:
+    """The command each node runs from the bundle folder (SkyPilot's workdir).
+
+    Several processes start through torchrun with a shutdown grace: `grace_s` seconds between SIGTERM and the
+    kill (default train.preemption.DEFAULT_GRACE_S; train.preemption.NOTICE_S has the figure per provider)."""
     if nodes * gpus_per_node <= 1:
-        return f"python -m train --config {shlex.quote(config)}"
+        grace = f"GPUPLAN_STOP_GRACE_S={grace_s:g} " if grace_s else ""
+        return f"{grace}python -m train --config {shlex.quote(config)}"
     try:
         from train.distributed import torchrun_shell_command
     except ImportError:  # a trainer without the helper: the same command, built here
@@ -39,7 +43,7 @@ def run_command(nodes: int, gpus_per_node: int, config: str = SPEC_NAME) -> str:
             f"--master-addr=$MASTER_ADDR --master-port={MASTER_PORT} "
             f"-m train --config {shlex.quote(config)}"
         )
-    return torchrun_shell_command(config, master_port=MASTER_PORT)
+    return torchrun_shell_command(config, master_port=MASTER_PORT, grace_s=grace_s)
 
 
 def local_command(python: str, gpus: int, config: str) -> list[str]:

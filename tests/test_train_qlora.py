@@ -245,13 +245,3 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, case):
     assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
-
-
-def test_fsdp_without_gpus_is_refused_with_one_line_per_rank(tmp_path):
-    """PyTorch's FSDP needs an accelerator: on CPUs the trainer says so instead of crashing in FSDP."""
-    out = tmp_path / "fsdp"
-    proc = _torchrun_two(out, "--max-steps", "2", "--parallel", "fsdp")
-    assert proc.returncode != 0
-    ours = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert ours and all("parallel: fsdp needs GPUs" in line for line in ours), proc.stderr[-2000:]
-    assert not out.exists()

@@ -96,7 +96,8 @@ def test_half_written_checkpoints_are_ignored_and_cleaned(tmp_path):
 def test_torchrun_command_from_skypilot_environment():
     env = {"SKYPILOT_NODE_IPS": "10.0.0.1\n10.0.0.2\n", "SKYPILOT_NODE_RANK": "1", "SKYPILOT_NUM_GPUS_PER_NODE": "8"}
     cmd = torchrun_command("job.yaml", ["--max-steps", "5"], env=env)
-    assert cmd == ["python", "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=8", "--node-rank=1",
+    assert cmd == ["env", "TORCH_ELASTIC_SHUTDOWN_TIMEOUT=35", "GPUPLAN_STOP_GRACE_S=30",
+                   "python", "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=8", "--node-rank=1",
                    "--master-addr=10.0.0.1", "--master-port=29500", "-m", "train", "--config", "job.yaml",
                    "--max-steps", "5"]
     assert torchrun_command("job.yaml", env={}) == ["python", "-m", "train", "--config", "job.yaml"]
@@ -104,6 +105,9 @@ def test_torchrun_command_from_skypilot_environment():
     line = torchrun_shell_command("job file.yaml")
     assert "$SKYPILOT_NODE_RANK" in line.replace("${SKYPILOT_NODE_RANK:-0}", "$SKYPILOT_NODE_RANK")
     assert line.endswith("-m train --config 'job file.yaml'")
+    assert line.startswith("TORCH_ELASTIC_SHUTDOWN_TIMEOUT=35 GPUPLAN_STOP_GRACE_S=30 python -m torch.distributed.run")
+    assert torchrun_command("j.yaml", env={"SKYPILOT_NUM_GPUS_PER_NODE": "2"}, grace_s=115)[1:3] == [
+        "TORCH_ELASTIC_SHUTDOWN_TIMEOUT=120", "GPUPLAN_STOP_GRACE_S=115"]
 
 
 def test_shell_command_expands_on_a_skypilot_node(tmp_path):
@@ -128,3 +132,13 @@ def test_smoke_config_module_is_torch_free():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "264"
+
+
+def test_the_launchers_run_command_gives_workers_the_providers_preemption_grace():
+    from launch.commands import run_command
+    from train.preemption import NOTICE_S
+
+    line = run_command(2, 8, grace_s=NOTICE_S["aws"])
+    assert line.startswith("TORCH_ELASTIC_SHUTDOWN_TIMEOUT=125 GPUPLAN_STOP_GRACE_S=120 python -m torch.distributed.run")
+    assert run_command(1, 1, grace_s=NOTICE_S["gcp"]) == "GPUPLAN_STOP_GRACE_S=30 python -m train --config job.yaml"
+    assert run_command(1, 1) == "python -m train --config job.yaml"

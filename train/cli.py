@@ -14,6 +14,7 @@ import sys
 from typing import Sequence
 
 from train.preemption import EXIT_BAD_INPUT, EXIT_OK, EXIT_PREEMPTED
+from train.checks import check_raw_nulls, check_trainable
 from train.spec import DataSpec, JobSpec, SpecError, load_spec
 
 
@@ -47,9 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         spec = load_spec(config, {k: v for k, v in args.items() if v is not None})
+        check_raw_nulls(_raw_yaml(config))
+        warnings = check_trainable(spec)
     except SpecError as exc:  # before torch is imported: bad specs fail in a fraction of a second
         sys.stderr.write(f"error: {exc.one_line()}\n")
         return EXIT_BAD_INPUT
+    if int(os.environ.get("RANK", 0)) == 0:
+        for line in warnings:
+            sys.stderr.write(f"warning: {line}\n")
     _quiet_libraries()
     from train.recipe import KEEP_CHECKPOINTS, Preempted, run
 
@@ -62,10 +68,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"preempted: {exc}; run the same command again to resume\n")
         return EXIT_PREEMPTED
     s = result.summary
+    if result.already_complete:
+        if int(os.environ.get("RANK", 0)) == 0:
+            print(f"already complete: {s.get('steps')} of {s.get('steps')} steps; summary at "
+                  f"{os.path.join(result.output_dir, 'summary.json')}; nothing changed")
+        return EXIT_OK
     if int(os.environ.get("RANK", 0)) == 0:
         tps = f"{s['tokens_per_s']:.0f}" if s["tokens_per_s"] else "n/a"
         print(f"done: {s['steps']} steps, final loss {s['final_loss']:.4f}, {tps} tokens/s -> {result.output_dir}")
     return EXIT_OK
+
+
+def _raw_yaml(path: str) -> dict:
+    """The job file as written (load_spec has already checked that it parses to a mapping)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as fh:
+        raw = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return raw if isinstance(raw, dict) else {}
 
 
 def _quiet_libraries() -> None:

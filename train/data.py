@@ -10,8 +10,18 @@ With completion_only_loss, labels are -100 everywhere except the assistant/respo
 Packing concatenates examples into rows of seq_len and restarts position_ids at 0 for each example.
 The trainer then passes no attention_mask, and transformers builds a block-diagonal causal mask from
 the position_ids for sdpa/eager (masking_utils.find_packed_sequence_indices) or uses the varlen kernel
-for flash-attention, so no token attends across an example boundary. (transformers skips that
-detection when a KV cache is passed, so the trainer always calls the model with use_cache=False.)
+for flash-attention, so no token attends across an example boundary. transformers takes flash-attention's
+variable-length path only for a packed batch of ONE row, so with flash attention a packed micro batch of
+several rows is laid out as one row of batch_size x seq_len tokens (as transformers' DataCollatorWithFlattening
+does): the same tokens and positions. sdpa and eager honour the boundaries row by row at any batch size
+(checked by tests/test_train_integrity.py), and keep separate rows: one long row would make their dense
+masked attention batch_size times costlier.
+(transformers skips the detection when a KV cache is passed, so the trainer calls it with use_cache=False.)
+
+Nothing degrades silently: a chat template whose renders are not prefix-stable is an error while
+completion_only_loss is on (turning it off is an explicit spec choice), and the examples truncated at
+seq_len, those dropped because no label token is left, and the label tokens trained on are counted
+(DataStats: the trainer logs them and writes them to summary.json).
 """
 from __future__ import annotations
 
@@ -35,6 +45,27 @@ class Example:
     @property
     def n_label_tokens(self) -> int:
         return sum(1 for x in self.labels if x != IGNORE)
+
+
+@dataclass
+class DataStats:
+    """What happened to the records on the way to training examples."""
+
+    records: int = 0
+    examples: int = 0
+    truncated: int = 0  # examples cut at seq_len (kept, shorter)
+    label_tokens_cut: int = 0  # label tokens lost to truncation (in kept and dropped examples)
+    dropped_no_labels: int = 0  # records left with no token to train on (e.g. the response truncated away)
+    label_tokens: int = 0  # tokens the loss is computed on
+    tokens: int = 0
+
+    def one_line(self) -> str:
+        return (f"{self.records} records -> {self.examples} examples, {self.tokens} tokens, {self.label_tokens} "
+                f"trained label tokens; {self.truncated} truncated at seq_len ({self.label_tokens_cut} label tokens "
+                f"cut), {self.dropped_no_labels} dropped with no label token left")
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -124,10 +155,19 @@ def record_format(row: dict[str, Any], data: DataSpec) -> str:
                     f"'{data.text_field}' fields, or set data.format and the field names")
 
 
-def _segments_chat(messages: list[dict[str, str]], tokenizer) -> list[tuple[str, bool]]:
+def _segments_chat(messages: list[dict[str, str]], tokenizer, completion_only: bool = True) -> list[tuple[str, bool]]:
     """Split a rendered conversation into (text, is_completion) pieces using prefix renders."""
+    if not tokenizer.chat_template:
+        raise SpecError("data.chat_template", "chat records need a chat template and the tokenizer has none",
+                        "set data.chat_template (a Jinja template or a file), or use data.format: instruction")
+
     def render(msgs: list[dict[str, str]], gen: bool) -> str:
-        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+        try:
+            return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+        except Exception as exc:  # jinja errors, raise_exception() in templates, bad roles
+            raise SpecError("data.chat_template", f"the chat template fails on a record ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:120] if str(exc) else ''})",
+                            "fix the record's roles or give data.chat_template") from None
 
     full = render(messages, False)
     segments: list[tuple[str, bool]] = []
@@ -138,22 +178,32 @@ def _segments_chat(messages: list[dict[str, str]], tokenizer) -> list[tuple[str,
         before = render(messages[:k], True) if k else ""
         after = render(messages[: k + 1], False)
         if not (before.startswith(done) and after.startswith(before) and full.startswith(after)):
-            return [(full, True)]  # template is not prefix-stable: train on everything rather than guess
+            if completion_only:
+                raise SpecError("data.chat_template",
+                                "the chat template does not render conversations prefix-stably, so the assistant "
+                                "turns cannot be found for completion-only loss",
+                                "give data.chat_template a template whose renders extend each other, or set "
+                                "data.completion_only_loss: false to train on whole conversations")
+            return [(full, True)]
         segments += [(before[len(done):], False), (after[len(before):], True)]
         done = after
     segments.append((full[len(done):], False))
     return [(t, c) for t, c in segments if t]
 
 
-def tokenize_record(row: dict[str, Any], data: DataSpec, tokenizer, seq_len: int) -> Example | None:
-    """One record -> Example, truncated to seq_len; None when nothing is left to train on."""
+def tokenize_record(row: dict[str, Any], data: DataSpec, tokenizer, seq_len: int,
+                    stats: DataStats | None = None) -> Example | None:
+    """One record -> Example, truncated to seq_len; None when nothing is left to train on (counted in stats)."""
     fmt = record_format(row, data)
     if fmt == "chat":
         messages = row.get(data.messages_field)
         if not isinstance(messages, list) or not messages:
             raise SpecError("data.format", f"'{data.messages_field}' must be a list of {{role, content}}",
                             "fix the record or set data.format")
-        segments = _segments_chat(messages, tokenizer)
+        if not all(isinstance(m, dict) and isinstance(m.get("content", ""), str) for m in messages):
+            raise SpecError("data.format", f"'{data.messages_field}' must be a list of {{role, content}}",
+                            "fix the record or set data.format")
+        segments = _segments_chat(messages, tokenizer, data.completion_only_loss)
     elif fmt == "instruction":
         prompt = str(row.get(data.prompt_field, ""))
         extra = row.get(data.input_field)
@@ -162,7 +212,7 @@ def tokenize_record(row: dict[str, Any], data: DataSpec, tokenizer, seq_len: int
         response = str(row.get(data.response_field, ""))
         if tokenizer.chat_template:
             segments = _segments_chat([{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
-                                      tokenizer)
+                                      tokenizer, data.completion_only_loss)
         else:
             bos = tokenizer.bos_token or ""
             segments = [(f"{bos}### Instruction:\n{prompt}\n\n### Response:\n", False),
@@ -179,19 +229,69 @@ def tokenize_record(row: dict[str, Any], data: DataSpec, tokenizer, seq_len: int
         piece = tokenizer(text, add_special_tokens=False)["input_ids"]
         ids += piece
         labels += piece if (is_completion or not data.completion_only_loss) else [IGNORE] * len(piece)
+    whole = sum(1 for x in labels[1:] if x != IGNORE)
+    cut = len(ids) > seq_len
     ids, labels = ids[:seq_len], labels[:seq_len]
     # Next-token labels: position i predicts token i+1. Shift here so packing never predicts across examples.
     shifted = labels[1:] + [IGNORE]
     ex = Example(ids, shifted)
+    if stats is not None:
+        stats.records += 1
+        stats.label_tokens_cut += whole - ex.n_label_tokens
+        if not ex.n_label_tokens:
+            stats.dropped_no_labels += 1
+        elif cut:
+            stats.truncated += 1
     return ex if ex.n_label_tokens else None
 
 
-def build_examples(rows: Sequence[dict[str, Any]], data: DataSpec, tokenizer, seq_len: int) -> list[Example]:
-    out = [ex for ex in (tokenize_record(r, data, tokenizer, seq_len) for r in rows) if ex is not None]
+def build_examples_with_stats(rows: Sequence[dict[str, Any]], data: DataSpec, tokenizer,
+                              seq_len: int) -> tuple[list[Example], DataStats]:
+    stats = DataStats()
+    out = [ex for ex in (tokenize_record(r, data, tokenizer, seq_len, stats) for r in rows) if ex is not None]
     if not out:
-        raise SpecError("data.path", "no example has any response tokens to train on",
+        raise SpecError("data.path", f"no example has any response tokens to train on ({stats.one_line()})",
                         "check data.format and the field names, or raise seq_len")
-    return out
+    stats.examples = len(out)
+    stats.tokens = sum(len(e.input_ids) for e in out)
+    stats.label_tokens = sum(e.n_label_tokens for e in out)
+    return out, stats
+
+
+def build_examples(rows: Sequence[dict[str, Any]], data: DataSpec, tokenizer, seq_len: int) -> list[Example]:
+    return build_examples_with_stats(rows, data, tokenizer, seq_len)[0]
+
+
+def apply_chat_template_override(tokenizer, data: DataSpec) -> None:
+    """data.chat_template (inline Jinja, or a path to a file holding it) replaces the tokenizer's template."""
+    text = data.chat_template
+    if not text:
+        return
+    if os.path.isfile(os.path.expanduser(text)):
+        with open(os.path.expanduser(text), encoding="utf-8") as fh:
+            text = fh.read()
+    elif "{{" not in text and "{%" not in text:
+        raise SpecError("data.chat_template", f"{text!r} is neither a file nor a Jinja template",
+                        "give the path of a .jinja file or the template text itself")
+    tokenizer.chat_template = text
+    probe = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    try:
+        rendered = tokenizer.apply_chat_template(probe, tokenize=False)
+    except Exception as exc:
+        raise SpecError("data.chat_template", f"does not render a user/assistant exchange ({type(exc).__name__})",
+                        "fix the template") from None
+    if "hello" not in rendered:
+        raise SpecError("data.chat_template", "renders without the messages' content",
+                        "the template must print each message's content")
+
+
+def special_token_ids(examples: Sequence[Example], tokenizer) -> list[int]:
+    """Ids of special/added tokens that occur in the training examples (chat markers and the like)."""
+    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    seen: set[int] = set()
+    for ex in examples:
+        seen.update(t for t in ex.input_ids if t in special)
+    return sorted(seen)
 
 
 def split_examples(examples: list[Example], eval_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
@@ -244,8 +344,9 @@ def pack_rows(examples: Sequence[Example], seq_len: int, pad_id: int) -> list[Ba
 
 
 def epoch_batches(examples: Sequence[Example], *, batch_size: int, seq_len: int, packing: bool, pad_id: int,
-                  seed: int, epoch: int) -> list[Batch]:
-    """The micro batches of one epoch, in a deterministic order given (seed, epoch)."""
+                  seed: int, epoch: int, flatten_packed: bool = False) -> list[Batch]:
+    """The micro batches of one epoch, in a deterministic order given (seed, epoch). `flatten_packed` lays a
+    packed micro batch out as one row (for flash attention's variable-length path, see the module docstring)."""
     order = list(range(len(examples)))
     random.Random(seed * 1000 + epoch).shuffle(order)
     shuffled = [examples[i] for i in order]
@@ -254,8 +355,14 @@ def epoch_batches(examples: Sequence[Example], *, batch_size: int, seq_len: int,
         batches = []
         for i in range(0, len(rows), batch_size):
             group = rows[i: i + batch_size]
-            batches.append(Batch([r.input_ids[0] for r in group], [r.labels[0] for r in group],
-                                 [r.position_ids[0] for r in group], None,
+            if not flatten_packed:
+                batches.append(Batch([r.input_ids[0] for r in group], [r.labels[0] for r in group],
+                                     [r.position_ids[0] for r in group], None,
+                                     sum(r.n_tokens for r in group), sum(r.n_label_tokens for r in group)))
+                continue
+            # one row of len(group) x seq_len tokens: positions restart per example
+            batches.append(Batch([[t for r in group for t in r.input_ids[0]]], [[t for r in group for t in r.labels[0]]],
+                                 [[t for r in group for t in r.position_ids[0]]], None,
                                  sum(r.n_tokens for r in group), sum(r.n_label_tokens for r in group)))
         return batches
     batches = []

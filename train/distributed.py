@@ -15,6 +15,19 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 DEFAULT_MASTER_PORT = 29500  # torchrun's default rendezvous port
+# torchrun's agent forwards SIGTERM to the workers and kills them TORCH_ELASTIC_SHUTDOWN_TIMEOUT seconds later
+# (30 by default; the variable is read by torch >= 2.9 and ignored before). The launcher gives the workers the
+# preemption grace plus this margin, so the cloud's kill, not torchrun's, ends a save; the trainer is told the
+# grace (GPUPLAN_STOP_GRACE_S) so it skips a save it cannot finish (train.preemption).
+SHUTDOWN_MARGIN_S = 5
+
+
+def grace_env(grace_s: float | None = None) -> dict[str, str]:
+    """Environment for torchrun and the trainer: how long workers have between SIGTERM and the kill."""
+    from train.preemption import DEFAULT_GRACE_S, GRACE_ENV
+
+    grace = float(grace_s if grace_s is not None else DEFAULT_GRACE_S)
+    return {"TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(int(grace + SHUTDOWN_MARGIN_S)), GRACE_ENV: f"{grace:g}"}
 
 
 @dataclass(frozen=True)
@@ -82,12 +95,14 @@ def shutdown(env: DistEnv) -> None:
 
 
 def torchrun_command(config_path: str, extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
-                     python: str = "python", master_port: int | None = None) -> list[str]:
+                     python: str = "python", master_port: int | None = None,
+                     grace_s: float | None = None) -> list[str]:
     """The command that runs `python -m train` on this node, as an argv list.
 
     Reads SkyPilot's variables from `env` (default os.environ): nodes = len(SKYPILOT_NODE_IPS), this node's
     rank = SKYPILOT_NODE_RANK, processes per node = SKYPILOT_NUM_GPUS_PER_NODE (1 when unset, e.g. on a CPU),
-    master = the first IP. With one node and one process it is a plain `python -m train ...`.
+    master = the first IP. With one node and one process it is a plain `python -m train ...`; several
+    processes start through `env` with the shutdown grace (grace_env) so a preempted save is not cut off.
     """
     env = os.environ if env is None else env
     ips = [ip for ip in env.get("SKYPILOT_NODE_IPS", "").split() if ip]
@@ -98,7 +113,8 @@ def torchrun_command(config_path: str, extra_args: Sequence[str] = (), env: Mapp
     train_args = ["-m", "train", "--config", config_path, *extra_args]
     if nodes == 1 and per_node == 1:
         return [python, *train_args]
-    cmd = [python, "-m", "torch.distributed.run", f"--nnodes={nodes}", f"--nproc-per-node={per_node}"]
+    grace = [f"{k}={v}" for k, v in grace_env(grace_s).items()]
+    cmd = ["env", *grace, python, "-m", "torch.distributed.run", f"--nnodes={nodes}", f"--nproc-per-node={per_node}"]
     if nodes > 1:
         cmd += [f"--node-rank={node_rank}", f"--master-addr={ips[0]}", f"--master-port={port}"]
     else:
@@ -107,11 +123,12 @@ def torchrun_command(config_path: str, extra_args: Sequence[str] = (), env: Mapp
 
 
 def torchrun_shell_command(config_path: str, extra_args: Sequence[str] = (), python: str = "python",
-                           master_port: int = DEFAULT_MASTER_PORT) -> str:
+                           master_port: int = DEFAULT_MASTER_PORT, grace_s: float | None = None) -> str:
     """The same as a shell line for a SkyPilot `run:` section: the SkyPilot variables are expanded on each node."""
     tail = " ".join(shlex.quote(a) for a in ["-m", "train", "--config", config_path, *extra_args])
+    grace = " ".join(f"{k}={v}" for k, v in grace_env(grace_s).items())
     return (
-        f'{python} -m torch.distributed.run '
+        f'{grace} {python} -m torch.distributed.run '
         f'--nnodes="$(echo "$SKYPILOT_NODE_IPS" | wc -l)" '
         f'--nproc-per-node="${{SKYPILOT_NUM_GPUS_PER_NODE:-1}}" '
         f'--node-rank="${{SKYPILOT_NODE_RANK:-0}}" '

@@ -68,6 +68,8 @@ def load_model(spec: JobSpec, source: str, precision: Precision, device: str, fs
     kwargs: dict = {"dtype": _dtype(precision.load_dtype), "attn_implementation": ATTN_IMPLEMENTATION[spec.attention]}
     if not fsdp:
         kwargs["device_map"] = {"": device}
+    if fsdp and device == "cpu":
+        kwargs["device_map"] = {"": "cpu"}  # every rank holds the full model until FSDP shards it
     if spec.method == "qlora":
         compute = _dtype(precision.compute_dtype)
         kwargs["quantization_config"] = BitsAndBytesConfig(
@@ -86,7 +88,15 @@ def load_model(spec: JobSpec, source: str, precision: Precision, device: str, fs
         raise SpecError("attention", f"{spec.attention} is not available here ({exc})", "use sdpa") from None
     model.config.use_cache = False
     gc_kwargs = {"use_reentrant": False}
-    if spec.method == "qlora":
+    if spec.method == "qlora" and fsdp:
+        # FSDP flattens each wrapped unit into one tensor of one dtype. prepare_model_for_kbit_training would
+        # upcast the norms to fp32 beside the 4-bit weights stored as bf16; keep the base in one dtype instead
+        # (as FSDP-QLoRA by Answer.AI and the PEFT FSDP-QLoRA guide do) and let the fp32 LoRA weights form
+        # their own FSDP units (recipe._wrap).
+        if spec.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gc_kwargs)
+        model.enable_input_require_grads()
+    elif spec.method == "qlora":
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing,
@@ -100,7 +110,8 @@ def load_model(spec: JobSpec, source: str, precision: Precision, device: str, fs
             for p in model.parameters():
                 p.requires_grad_(False)
         config = LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
-                            target_modules=spec.lora_targets, bias="none", task_type="CAUSAL_LM")
+                            target_modules=spec.lora_targets, bias="none", task_type="CAUSAL_LM",
+                            modules_to_save=list(spec.modules_to_save) or None)
         try:
             model = get_peft_model(model, config)
         except ValueError as exc:  # target modules not found
@@ -108,6 +119,51 @@ def load_model(spec: JobSpec, source: str, precision: Precision, device: str, fs
         if smoke.is_smoke_model(spec.model):
             model.peft_config["default"].base_model_name_or_path = smoke.SMOKE_MODEL_ID
     return model
+
+
+# A token whose input-embedding row is below this fraction of the median row norm was never trained:
+# Llama-3 base models ship their chat/reserved tokens with (near-)zero rows (Unsloth, "Llama-3 untrained
+# tokens", 2024-04; the rows' max |w| is ~1e-30), and a LoRA adapter cannot move them.
+UNTRAINED_ROW_FRACTION = 0.01
+
+
+def untrained_token_ids(embedding_weight, token_ids: list[int]) -> list[int]:
+    """The ids among `token_ids` whose embedding rows look untrained (see UNTRAINED_ROW_FRACTION)."""
+    import torch
+
+    if not token_ids:
+        return []
+    w = embedding_weight.detach()
+    if w.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return []
+    norms = w.float().norm(dim=-1)
+    floor = UNTRAINED_ROW_FRACTION * float(norms.median())
+    return [t for t in token_ids if t < norms.numel() and float(norms[t]) <= floor]
+
+
+def check_new_tokens(model, tokenizer, token_ids: list[int], spec: JobSpec) -> None:
+    """LoRA cannot train embedding rows: special tokens the data uses but the base never trained need
+    modules_to_save (the embeddings and the LM head trained in full), else a SpecError naming the fix."""
+    if spec.method == "full":
+        return
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    emb = base.get_input_embeddings()
+    weight = getattr(emb, "original_module", emb).weight if hasattr(emb, "original_module") else emb.weight
+    bad = untrained_token_ids(weight, token_ids)
+    if not bad:
+        return
+    names = {id(m): n.rsplit(".", 1)[-1] for n, m in base.named_modules()}
+    emb_name = names.get(id(emb), "embed_tokens")
+    head = base.get_output_embeddings()
+    head_name = names.get(id(head), "lm_head") if head is not None else None
+    needed = [n for n in (emb_name, head_name) if n]
+    if all(any(n == m or m.endswith("." + n) or n.endswith(m) for m in spec.modules_to_save) for n in needed):
+        return
+    shown = ", ".join(repr(tokenizer.convert_ids_to_tokens(t)) for t in bad[:4])
+    raise SpecError("modules_to_save", f"the data uses tokens the base model never trained ({shown}); "
+                    "LoRA cannot learn their embeddings",
+                    f"set modules_to_save: [{', '.join(needed)}], or use the instruct model or a template "
+                    "without those tokens (data.chat_template)")
 
 
 def load_base_for_merge(spec: JobSpec, source: str, dtype_name: str):

@@ -64,7 +64,9 @@ class DataSpec:
     input_field: str = "input"
     response_field: str = "output"
     text_field: str = "text"
-    completion_only_loss: bool = True  # loss on the assistant/response tokens only
+    completion_only_loss: bool = True  # loss on the assistant/response tokens only (never silently dropped)
+    # a Jinja chat template (inline, or a path to a .jinja/.txt file) replacing the tokenizer's own
+    chat_template: str | None = None
     eval_fraction: float = 0.05
     max_examples: int | None = None
 
@@ -81,6 +83,9 @@ class JobSpec:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_targets: str | list[str] = "all-linear"
+    # modules trained in full beside LoRA (PEFT modules_to_save), e.g. [embed_tokens, lm_head] when the chat
+    # template's special tokens are untrained in the base model
+    modules_to_save: list[str] = field(default_factory=list)
     double_quant: bool = True  # QLoRA NF4 double quantization (4.127 vs 4.5 bits/weight)
     # shape of a step
     seq_len: int = 2048
@@ -113,9 +118,11 @@ class JobSpec:
     lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # <= 0 means no clipping (Hugging Face Trainer's meaning)
     max_steps: int | None = None
-    save_steps: int = 50
+    save_steps: int | None = None  # checkpoint every N steps; None: by time (save_every_minutes)
+    # checkpoint every N minutes of training (spot preemption loses at most this much); both may be set
+    save_every_minutes: float | None = 10.0
     eval_steps: int | None = None
     logging_steps: int = 1
     seed: int = 42
@@ -150,7 +157,8 @@ _INT_FIELDS = {
     "lora_r", "lora_alpha", "seq_len", "batch_size", "grad_accum", "dataset_tokens", "dataset_examples",
     "mean_example_tokens", "gpus", "nodes", "max_steps", "save_steps", "eval_steps", "logging_steps", "seed",
 }
-_FLOAT_FIELDS = {"lora_dropout", "epochs", "learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm"}
+_FLOAT_FIELDS = {"lora_dropout", "epochs", "learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm",
+                 "save_every_minutes"}
 _BOOL_FIELDS = {"double_quant", "gradient_checkpointing", "packing", "chunked_loss", "compile", "merge_adapter"}
 _CHOICES: dict[str, tuple[str, ...]] = {
     "method": METHODS,
@@ -165,7 +173,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _POSITIVE = {
     "lora_r", "lora_alpha", "seq_len", "batch_size", "grad_accum", "dataset_tokens", "dataset_examples",
     "mean_example_tokens", "gpus", "nodes", "max_steps", "save_steps", "eval_steps", "logging_steps", "epochs",
-    "learning_rate",
+    "learning_rate", "save_every_minutes",
 }
 # Upper (and lower) bounds, inclusive: far beyond any real job, tight enough that no arithmetic downstream
 # overflows, divides by zero or allocates for ever (`lora_r: 2**63`, `seq_len: 2**31`, `grad_accum: 1e30`).
@@ -179,11 +187,12 @@ _RANGES: dict[str, tuple[float, float]] = {
     "mean_example_tokens": (1, 2 ** 22), "gpus": (1, 128), "nodes": (1, 8192), "max_steps": (1, 10 ** 9),
     "save_steps": (1, 10 ** 9), "eval_steps": (1, 10 ** 9), "logging_steps": (1, 10 ** 9), "seed": (0, 2 ** 32 - 1),
     "epochs": (1e-6, 1000), "learning_rate": (1e-12, 10), "weight_decay": (0, 10), "max_grad_norm": (0, 1e6),
-    "lora_dropout": (0, 0.999999), "warmup_ratio": (0, 0.999999),
+    "lora_dropout": (0, 0.999999), "warmup_ratio": (0, 0.999999), "save_every_minutes": (0.1, 7 * 24 * 60),
 }
 _DATA_RANGES: dict[str, tuple[float, float]] = {"eval_fraction": (0, 0.999999), "max_examples": (1, 10 ** 12)}
 # Free-text fields: bounded so a pasted blob cannot become a file name (ENAMETOOLONG) or a 200 kB message.
-_MAX_TEXT = {"model": 1024, "name": 200, "gpu": 64, "output_dir": 4096}
+# chat_template: a Jinja template; Llama 3.1's is ~4.5 kB, the longest in common use (tool-calling) ~15 kB.
+_MAX_TEXT = {"model": 1024, "name": 200, "gpu": 64, "output_dir": 4096, "chat_template": 65536}
 _MAX_TEXT_DEFAULT = 4096
 
 
@@ -265,6 +274,14 @@ def _coerce(name: str, value: Any, label: str) -> Any:
             return list(value)
         raise SpecError(label, f"expected 'all-linear' or a list of module names, got {_show(value)}",
                         "write all-linear or e.g. [q_proj, v_proj]")
+    if name == "modules_to_save":
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        if (isinstance(value, (list, tuple)) and 0 < len(value) <= 256
+                and all(isinstance(v, str) and 0 < len(v) <= 200 for v in value)):
+            return list(value)
+        raise SpecError(label, f"expected a list of module names, got {_show(value)}",
+                        "write e.g. [embed_tokens, lm_head]")
     if isinstance(value, (dict, list, tuple, set, bytes)):
         raise SpecError(label, f"expected a single value, got {type(value).__name__}", "write a plain value")
     return str(value)
