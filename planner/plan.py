@@ -202,7 +202,9 @@ def _comparison(spec: JobSpec, arch: ModelArch, tuner: Any, *, provider: Any, re
 
     offers = load_offers(provider=provider, region=region, today=today)
     # Offers of GPUs the planner has no table entry for (K80, P100, ...) cannot be sized: leave them out.
-    known = [o for o in offers.offers if lookup_gpu(o.gpu)]
+    # (~1,000 offers name ~30 GPU types: resolve each name once.)
+    sizable = {g: bool(lookup_gpu(g)) for g in {o.gpu for o in offers.offers}}
+    known = [o for o in offers.offers if sizable[o.gpu]]
     offers = dataclasses.replace(offers, offers=known)
     profiles = []
     if include_local:

@@ -52,8 +52,21 @@ for _a, _c in _ALIASES.items():
     _LOOKUP[_key(_a).replace("-", "")] = _c
 
 
+_RESOLVED: dict[str, str | None] = {}  # name -> canonical_gpu(name): a plan resolves ~1,400 names, ~40 distinct
+
+
 def canonical_gpu(name: str | None) -> str | None:
     """Canonical name for a catalog or user GPU name, or None when unknown ('RTX 4090' -> 'RTX4090')."""
+    if isinstance(name, str):
+        if name not in _RESOLVED:
+            if len(_RESOLVED) >= 4096:  # bounded: a long-lived process may see many user spellings
+                _RESOLVED.clear()
+            _RESOLVED[name] = _resolve(name)
+        return _RESOLVED[name]
+    return _resolve(name)
+
+
+def _resolve(name: str | None) -> str | None:
     if not name or not str(name).strip():
         return None
     k = _key(str(name))

@@ -127,6 +127,7 @@ class Tuner:
         self.batch = global_batch(spec)
         self._memo: dict[tuple[str, int], Tuned] = {}
         self._plans: dict[tuple[Any, ...], GpuPlan] = {}
+        self._variants: dict[tuple[Any, ...], JobSpec] = {}
 
     def __call__(self, gpu: str, n: int) -> Tuned:
         key = (gpu, n)
@@ -143,6 +144,25 @@ class Tuner:
             self._plans[key] = self.evaluate(spec, gpu, n)
         return self._plans[key]
 
+    def _variant(self, batch_size: int, grad_accum: int, gradient_checkpointing: bool, chunked_loss: bool,
+                 parallel: str) -> JobSpec:
+        """The job with these configuration fields. The same candidates recur for every GPU type of a count
+        (the 8B example: 198 candidates, 28 distinct), and each dataclasses.replace copies the whole JobSpec:
+        each is built once. Candidates never leave the tuner (options carry `config` dicts), so sharing them
+        is safe."""
+        key = (batch_size, grad_accum, gradient_checkpointing, chunked_loss, parallel)
+        if key not in self._variants:
+            self._variants[key] = dataclasses.replace(self.spec, batch_size=batch_size, grad_accum=grad_accum,
+                                                      gradient_checkpointing=gradient_checkpointing,
+                                                      chunked_loss=chunked_loss, parallel=parallel)
+        return self._variants[key]
+
+    def _as_written(self, per_gpu: int) -> JobSpec:
+        """The job as written with the largest micro batch up to its own that divides the per-GPU share."""
+        spec = self.spec
+        b = max(d for d in divisors_desc(per_gpu) if d <= spec.batch_size)
+        return self._variant(b, per_gpu // b, spec.gradient_checkpointing, spec.chunked_loss, spec.parallel)
+
     def _config(self, spec: JobSpec) -> dict[str, Any]:
         return {f: getattr(spec, f) for f in CONFIG_FIELDS}
 
@@ -153,8 +173,7 @@ class Tuner:
         # the option says so); the configuration is still tuned so the option can be chosen explicitly.
         per_gpu = g // n if keeps else max(1, -(-g // n))
         if self.as_written:
-            b = max(d for d in divisors_desc(per_gpu) if d <= spec.batch_size)
-            s = dataclasses.replace(spec, batch_size=b, grad_accum=per_gpu // b)
+            s = self._as_written(per_gpu)
             plan = self._eval(s, gpu, n)
             cfg = self._config(s)
             return Tuned(plan, cfg, _describe_changes(spec, cfg), keeps, fits_with_margin(plan, self.margin_fraction))
@@ -199,13 +218,13 @@ class Tuner:
             if top is not None:
                 # The other strategy holds the top configuration too, or not at all (it is the same shape with
                 # its memory split differently): only its top configuration can compete on speed.
-                consider(dataclasses.replace(top, parallel=par))
+                consider(self._variant(top.batch_size, top.grad_accum, top.gradient_checkpointing,
+                                       top.chunked_loss, par))
                 continue
             for ck in ckpts:
                 for cl in chunked:
                     for b in divisors_desc(per_gpu):
-                        s = dataclasses.replace(spec, batch_size=b, grad_accum=per_gpu // b,
-                                                gradient_checkpointing=ck, chunked_loss=cl, parallel=par)
+                        s = self._variant(b, per_gpu // b, ck, cl, par)
                         if consider(s):
                             if b == per_gpu and not ck:
                                 top = s
@@ -216,8 +235,7 @@ class Tuner:
                     break
         pick, margin = (best, True) if best is not None else (tight, False)
         if pick is None:  # nothing fits: report the job as written (accumulation set for the global batch)
-            b = max(d for d in divisors_desc(per_gpu) if d <= spec.batch_size)
-            s = dataclasses.replace(spec, batch_size=b, grad_accum=per_gpu // b)
+            s = self._as_written(per_gpu)
             return Tuned(self._eval(s, gpu, n), self._config(s), [], keeps, False)
         _, s, plan = pick
         if plan is None:
