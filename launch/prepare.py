@@ -243,10 +243,14 @@ def _prepare_local(spec: JobSpec, plan: Mapping[str, Any], gpu: str | None, gpus
         here = detect_gpus() if gpus_here is None else list(gpus_here)
         option = _local_option(plan, gpu or (here[0] if here else None), None, local_profile)
         want = int(option["gpus"]) if option else (gpus or spec.gpus) * spec.nodes
-        nproc = min(want, len(here)) if here else 1
+        # Without a GPU the job's layout still runs: one CPU process per GPU it asks for (the gloo backend; the
+        # trainer picks it), up to this machine's cores, so a DDP/FSDP job is tested here as it will run there.
+        cpus = os.cpu_count() or 1
+        nproc = min(want, len(here)) if here else max(1, min(want, cpus))
         notes = []
         if not here:
-            notes.append("no NVIDIA GPU found (nvidia-ml-py): running one process on the CPU")
+            notes.append(f"no NVIDIA GPU found (nvidia-ml-py): running {nproc} process{'es' if nproc > 1 else ''} "
+                         "on the CPU" + (" (gloo backend)" if nproc > 1 else ""))
         elif want > len(here):
             notes.append(f"the plan wants {want} GPUs, this machine has {len(here)}: using {len(here)}")
         if option is None:

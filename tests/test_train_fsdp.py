@@ -193,6 +193,7 @@ def test_the_toy_fsdp_example_trains_under_gpuplan_launch_on_this_machine(tmp_pa
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
     s = _summary(out)
     assert s["steps"] == 3 and s["spec"]["parallel"] == "fsdp" and s["spec"]["method"] == "qlora"
+    assert s["world_size"] == 2  # no GPU here: launch ran the job's 2 ranks as CPU processes (gloo), FSDP for real
     assert (out / "adapter" / "adapter_model.safetensors").exists()
 
 

@@ -142,3 +142,13 @@ def test_the_launchers_run_command_gives_workers_the_providers_preemption_grace(
     assert line.startswith("TORCH_ELASTIC_SHUTDOWN_TIMEOUT=125 GPUPLAN_STOP_GRACE_S=120 python -m torch.distributed.run")
     assert run_command(1, 1, grace_s=NOTICE_S["gcp"]) == "GPUPLAN_STOP_GRACE_S=30 python -m train --config job.yaml"
     assert run_command(1, 1) == "python -m train --config job.yaml"
+
+
+def test_a_spec_written_out_in_full_loads_back_unchanged(tmp_path):
+    """What launch ships (dump_spec: every field, defaults included, e.g. `modules_to_save: []`) is a valid job."""
+    from train.spec import JobSpec, dump_spec, load_spec
+
+    spec = JobSpec(model="smoke-llama")
+    path = tmp_path / "job.yaml"
+    path.write_text(dump_spec(spec))
+    assert load_spec(path) == spec

@@ -277,7 +277,7 @@ def _coerce(name: str, value: Any, label: str) -> Any:
     if name == "modules_to_save":
         if isinstance(value, str):
             return [p.strip() for p in value.split(",") if p.strip()]
-        if (isinstance(value, (list, tuple)) and 0 < len(value) <= 256
+        if (isinstance(value, (list, tuple)) and len(value) <= 256  # [] = none (what dump_spec writes)
                 and all(isinstance(v, str) and 0 < len(v) <= 200 for v in value)):
             return list(value)
         raise SpecError(label, f"expected a list of module names, got {_show(value)}",
