@@ -23,6 +23,7 @@ from launch.commands import disk_size_gib, local_command, run_command, secrets_f
 from launch.local_infra import LocalInfra, detect_local_infra
 from launch.task import OUTPUT_MOUNT, TaskPlan, choose_bucket, sky_accelerator
 from pricing.cache import write_atomic
+from train.preemption import NOTICE_S  # torch-free: the spot notice per provider
 from train.spec import JobSpec, SpecError, dump_spec
 
 PROVIDERS = ("aws", "gcp", "azure", "lambda", "runpod")
@@ -203,7 +204,7 @@ def _prepare_cloud(spec: JobSpec, plan: Mapping[str, Any], option: dict[str, Any
     bundle = _stage(spec_yaml, root / name, files, stage)
     tp = TaskPlan(
         name=name, workdir=bundle, setup=setup_command(train_requirements()),
-        run=run_command(nodes, per_node), infra=f"{provider}/{option['region']}" if option.get("region") else provider,
+        run=run_command(nodes, per_node, grace_s=NOTICE_S.get(provider) if spot else None), infra=f"{provider}/{option['region']}" if option.get("region") else provider,
         accelerators=sky_accelerator(provider, str(option["gpu"]), per_node, option.get("instance_type")),
         nodes=nodes, spot=spot, disk_size=disk_size_gib(plan.get("model"), spec.method, spec.merge_adapter),
         bucket=out, secrets=secrets, envs={"GPUPLAN_JOB": name},

@@ -185,3 +185,13 @@ def test_bad_choices_name_the_flag(home, kwargs, field):
     with pytest.raises(SpecError) as err:
         prepare_launch(spec, plan, "cloud", **kwargs)
     assert err.value.field == field and err.value.fix
+
+
+def test_a_spot_job_on_several_gpus_gets_its_providers_preemption_notice_as_shutdown_grace():
+    """AWS gives 2 minutes between the spot notice and the end (GCP/Azure 30 s): torchrun waits that long
+    before killing the ranks, so the save the trainer starts on SIGTERM can finish."""
+    from launch.commands import run_command
+    from train.preemption import NOTICE_S
+
+    cmd = run_command(1, 8, grace_s=NOTICE_S["aws"])
+    assert "GPUPLAN_STOP_GRACE_S=120" in cmd and "TORCH_ELASTIC_SHUTDOWN_TIMEOUT=125" in cmd
