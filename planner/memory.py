@@ -314,6 +314,7 @@ class _Terms:
     grads_kept: float
     head_grad: float
     root_grad_extra: tuple[float, float]  # FSDP: the root's unsharded head and embedding gradients beyond the share
+    embed_accumulates: bool  # the embedding's gradient is added to one that exists (tied head, or accumulation)
     layer_grad: float
     embed_grad: float
     ddp_buckets: float
@@ -429,8 +430,6 @@ def _compute_terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
     outside = grads_all - L * layer_grad if full_grads else 0.0  # embedding + lm_head + final norm
     head_grad = outside - (embed_grad if counts.lm_head else 0.0)
     factor = CAL.compile_activation_factor if spec.compile else 1.0
-    if not counts.lm_head:
-        embed_grad = 0.0  # tied: the one gradient is created at the head (in head_grad)
     root_grad_extra = (0.0, 0.0)
     if full_grads and sharded and par in ("fsdp", "fsdp-offload") and mech.fsdp_root_embeddings:
         # the root's flat gradient is unsharded from the lm_head's backward to the root's post-backward
@@ -439,6 +438,7 @@ def _compute_terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
     return _Terms(
         w=w, root_gathered=root_gathered, adapter=adapter, opt=opt, opt_temp=opt_temp, grads_all=grads_all,
         grads_kept=grads_all if spec.grad_accum > 1 else 0.0, head_grad=head_grad, root_grad_extra=root_grad_extra, layer_grad=layer_grad,
+        embed_accumulates=not counts.lm_head or spec.grad_accum > 1,
         embed_grad=embed_grad,
         ddp_buckets=grads_all if (par == "ddp" and world > 1) else 0.0,  # flat buckets, allocated at wrap time
         rs_buffer=(trainable * pbytes / L) if sharded else 0.0,  # one layer's unsharded grads (reduce-scatter)
@@ -510,10 +510,12 @@ def moments(arch: ModelArch, spec: JobSpec, world: int, seq_len: int | None = No
         first = mask + per_layer + transient
     if spec.method == "full" or spec.grad_accum > 1:
         head_x, embed_x = t.root_grad_extra
-        late = (t.grads_all if spec.grad_accum > 1 else t.grads_all - t.embed_grad) + head_x
+        # a tied embedding's gradient already exists from the head (and every gradient does on a later micro
+        # batch): the embedding's backward then makes a new dense gradient that AccumulateGrad adds to it
+        late = (t.grads_all if t.embed_accumulates else t.grads_all - t.embed_grad) + head_x
+        end = t.grads_all + (t.embed_grad if t.embed_accumulates else 0.0) + head_x + embed_x
         out.append(moment("backward_end", late, first, 0.0, layer_extra, copies=root + t.layer_copy))
-        out.append(moment("backward_end", t.grads_all + head_x + embed_x, t.res * h * tokens, 0.0, t.rs_buffer,
-                          copies=root))
+        out.append(moment("backward_end", end, t.res * h * tokens, 0.0, t.rs_buffer, copies=root))
     out.append(moment("optimizer_step", t.grads_all, 0.0, 0.0, t.opt_temp))
     return out
 
