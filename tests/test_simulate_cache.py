@@ -45,3 +45,38 @@ def test_any_cache_file_content_is_a_hit_or_a_miss_never_an_error(tmp_path, monk
     target.write_bytes(blob)
     got = cache.load("k")
     assert got is None or isinstance(got, dict)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+                     max_leaves=12)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(_JSON, st.dictionaries(st.sampled_from(["model_type", "text_config", "hidden_size"]), _JSON)))
+def test_any_config_json_is_read_or_refused_with_a_one_line_model_error(tmp_path, value) -> None:
+    import json
+
+    from planner.estimator.simulate.build import hf_config_values
+    from train.spec import SpecError
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(value))
+    try:
+        cfg = hf_config_values(str(path))
+    except SpecError as exc:
+        assert exc.field == "model" and "\n" not in exc.one_line()
+    else:
+        assert isinstance(cfg, dict) and isinstance(cfg["model_type"], str) and cfg["model_type"]
+
+
+def test_a_registry_id_and_a_multimodal_config_give_the_text_decoders_values(tmp_path) -> None:
+    import json
+
+    from planner.estimator.simulate.build import hf_config_values
+
+    assert hf_config_values("meta-llama/Llama-3.1-8B")["num_hidden_layers"] == 32
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "gemma3", "text_config": {"model_type": "gemma3_text",
+                                                                        "num_hidden_layers": 34}}))
+    assert hf_config_values(str(path)) == {"model_type": "gemma3_text", "num_hidden_layers": 34}

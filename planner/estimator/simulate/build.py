@@ -33,19 +33,33 @@ def hf_config_values(model: str) -> dict[str, Any]:
         path = Path(model)
         if path.is_dir():
             path = path / "config.json"
+        if not path.is_file() and not os.path.exists(model) and "/" in model:
+            path = _hub_config(model) or path
         if not path.is_file():
-            raise SpecError("model", f"cannot simulate {model!r}: not in the registry and no config.json there",
-                            "use a registry id (gpuplan prices --help lists none; see planner/data/models.json) "
-                            "or give a config.json")
+            raise SpecError("model", f"cannot simulate {model!r}: not in the registry, no config.json there and "
+                            "none in the local Hugging Face cache",
+                            "use a registry id (planner/data/models.json) or give a config.json or model folder")
         try:
             cfg = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, UnicodeDecodeError):
             raise SpecError("model", f"{path} is not a JSON config", "pass a model's config.json") from None
+        if not isinstance(cfg, dict):
+            raise SpecError("model", f"{path} is not a JSON object", "pass a model's config.json")
     if isinstance(cfg.get("text_config"), dict):  # multimodal wrapper: the text decoder is what trains
         cfg = dict(cfg["text_config"])
-    if not cfg.get("model_type"):
+    if not isinstance(cfg.get("model_type"), str) or not cfg["model_type"]:
         raise SpecError("model", f"{model}: config has no model_type", "pass the model's config.json")
     return cfg
+
+
+def _hub_config(repo_id: str) -> Path | None:
+    """config.json of a hub id from the local Hugging Face cache (never the network), or None."""
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id, "config.json", local_files_only=True))
+    except Exception:  # not cached, bad id, huggingface_hub missing
+        return None
 
 
 def hf_config(values: dict[str, Any], layers: int | None = None):
