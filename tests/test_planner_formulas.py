@@ -387,3 +387,20 @@ def test_qlora_mlp_intermediates_follow_the_fp32_stream_that_linear4bit_returns(
     # gate, SiLU out and up: 3 x I x (4 - 2) more per token than the bf16 stack's count, at 128 intermediate
     assert M._layer_saved_per_token(ARCH, q, mlp_only=True) - M._layer_saved_per_token(ARCH, tt, mlp_only=True) \
         >= 3 * 128 * 2
+
+
+def test_autocast_caches_every_trainable_layers_16_bit_copy_until_the_loss_forward_ends():
+    s = spec(precision="bf16-mixed", gradient_checkpointing=True, seq_len=1, batch_size=1)
+    fwd, bwd = moment(s, "loss_forward"), moment(s, "loss_backward")
+    # fp32 master weights; at the loss's forward autocast still holds the bf16 cast of every linear of every
+    # layer (cached: leaves that require grad), after it only the lm_head's copy that the matmul saved
+    assert fwd["weights"] - bwd["weights"] == 2 * 2 * LINEAR_PER_LAYER
+    # LoRA's frozen weights are not cached (no grad): no such moment
+    assert not [m for m in M.moments(ARCH, spec(method="lora", precision="bf16-mixed", gradient_checkpointing=True), 1)
+                if m.name == "loss_forward"]
+
+
+def test_gemmas_four_norms_a_layer_save_twice_the_norm_bytes():
+    four = dataclasses.replace(ARCH, norms_per_layer=4)
+    s = spec()
+    assert M._layer_saved_per_token(four, s) - M._layer_saved_per_token(ARCH, s) == 2 * 6 * 64
