@@ -44,10 +44,11 @@ def test_grid_subset_covers_full_lora_and_qlora_with_extrapolated_simulations(ro
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
     "measured 2026-12-01 with the issue-9 analytic model (memory.py after the simulator comparison) on this subset: "
-    "mean |error| 3.6%, max 14.8%: Qwen2.5-0.5B full 1024x4 without checkpointing, 15.06 analytic vs 13.12 GiB "
+    "mean |error| 4.1%, max 14.8%: Qwen2.5-0.5B full 1024x4 without checkpointing, 15.06 analytic vs 13.12 GiB "
     "simulated, because the simulated step is the FIRST one, before AdamW has created its states (1.84 GiB for "
     "0.5B bf16 parameters), while every later step holds them through forward and backward (analytic 15.06 vs "
-    "13.12 + 1.84 = 14.96 once they are counted); and Qwen2.5-0.5B QLoRA at 10240 tokens on an L4 is called "
+    "13.12 + 1.84 = 14.96 once they are counted; Llama-3.2-1B full bf16-mixed +5.7% for the same reason: its "
+    "simulated loss forward lacks the fp32 AdamW states); and Qwen2.5-0.5B QLoRA at 10240 tokens on an L4 is called "
     "'tight' (band low end 21.0 GiB + context under the 22.49 GiB card; truthy) where the simulation needs 23.2 "
     "GiB reserved (replayed fragmentation 17% vs the analytic closed form's 13%). Remove this mark once the "
     "simulator runs a steady-state step."))
