@@ -169,8 +169,13 @@ def apply_simulation(doc: dict[str, Any], spec: JobSpec) -> None:
     doc["fits"] = sim["fits"]
     doc["estimator"] = dict(sim["estimator"], scope="memory of this GPU plan is simulated; speed, limits, "
                                                    "suggestions and the price comparison stay analytic")
+    how = "extrapolated from 2 and 4 layers" if sim["estimator"]["extrapolated"] else "all layers"
+    doc.setdefault("notes", []).append(
+        f"memory simulated ({how}): peak {sim['peak_allocated_gib']:.2f} GiB allocated at {sim['peak_moment']} "
+        f"({sim['peak_op']}), {sim['peak_reserved_gib']:.2f} GiB reserved; analytic "
+        f"{analytic['peak_allocated_gib']:.2f} GiB")
     for note in sim.get("notes") or []:
-        doc.setdefault("notes", []).append(note)
+        doc["notes"].append(note)
 
 
 CSV_COLUMNS = ["gpu", "gpus", "nodes", "fits", "peak_allocated_gib", "peak_reserved_gib", "capacity_gib",

@@ -86,3 +86,21 @@ def test_qlora_simulation_runs_bitsandbytes_linear4bit_with_4bit_storage() -> No
     # what the tracker counts as weights includes the 4-bit bytes and their quantization state
     assert mem.moments["setup"].breakdown["weights"] >= four_bit + stats
     assert rec.categories and mem.peak.allocated > mem.moments["setup"].allocated
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method,optimizer,precision", [("qlora", "paged-adamw-8bit", "bf16"),
+                                                        ("full", "adamw", "bf16-mixed")])
+def test_two_and_four_layers_extrapolated_per_phase_equal_the_full_depth_simulation(
+        method: str, optimizer: str, precision: str) -> None:
+    from planner.estimator.simulate import simulate_memory
+
+    spec = JobSpec(model="meta-llama/Llama-3.2-1B", method=method, optimizer=optimizer, precision=precision,
+                   seq_len=2048, grad_accum=2)
+    fast = simulate_memory(spec, "A100", 1, use_cache=False)
+    full = simulate_memory(spec, "A100", 1, full_depth=True, use_cache=False)
+    assert fast["estimator"]["extrapolated"] and not full["estimator"]["extrapolated"]
+    assert fast["peak_allocated_gib"] == pytest.approx(full["peak_allocated_gib"], abs=0.002)
+    assert fast["peak_moment"] == full["peak_moment"]
+    # reserved memory is extrapolated too: within 5% (the allocator's segments do not grow exactly per layer)
+    assert fast["peak_reserved_gib"] == pytest.approx(full["peak_reserved_gib"], rel=0.05)

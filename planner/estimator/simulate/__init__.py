@@ -137,7 +137,10 @@ def simulate_memory(spec: JobSpec, gpu_name: str | None = None, world: int | Non
 
 def _finish(doc: dict[str, Any], gpu: Any, context_gib: float, cached: bool) -> dict[str, Any]:
     """Add the GPU-dependent keys (capacity, headroom, fits) to a cached or fresh simulation."""
+    from planner.estimator.simulate.moments import BREAKDOWN_KEYS
+
     out = dict(doc)
+    out["breakdown_gib"] = {k: doc["breakdown_gib"].get(k, 0.0) for k in BREAKDOWN_KEYS}  # the plan's order
     out["estimator"] = dict(doc["estimator"], cached=cached)
     if gpu is not None:
         out["capacity_gib"] = gpu.memory_gib

@@ -91,11 +91,6 @@ class AllocatorStats:
     allocated: int = 0
     segments: int = 0
 
-    @property
-    def fragmentation(self) -> float:
-        """1 - allocated/reserved at the reserved peak's end state (0: no waste)."""
-        return 0.0 if not self.peak_reserved else round(1.0 - self.peak_allocated / self.peak_reserved, 4)
-
 
 class CachingAllocator:
     """Replays malloc/free events; `stats` holds the peaks."""

@@ -148,16 +148,6 @@ class StorageTracker(TorchDispatchMode):
             self.release(scratch)
         return out
 
-    def live_idents(self, upto: int) -> dict[int, int]:
-        """Storages live just after trace event `upto` (ident -> bytes)."""
-        live: dict[int, int] = {}
-        for ident, size, _op, _phase in self.trace.events[:upto]:
-            if size:
-                live[ident] = size
-            else:
-                live.pop(ident, None)
-        return live
-
 
 def _has_bool_index(args: tuple) -> bool:
     return len(args) > 1 and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool and i.is_meta
