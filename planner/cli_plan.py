@@ -38,7 +38,7 @@ SPEC_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--nodes", "nodes", int, "nodes"),
     ("--parallel", "parallel", str, "ddp | fsdp | fsdp-offload | zero3"),
     ("--stack", "stack", str, "training stack that runs the job: gpuplan (the bundled trainer), hf-trainer, "
-                              "hf-trainer-2024, trl, axolotl, llama-factory, torchtune, litgpt"),
+                              "hf-trainer-2024, trl, axolotl, llama-factory, torchtune, torchtune-2024, litgpt"),
 ]
 BOOL_FLAGS: list[tuple[str, str, str]] = [
     ("gradient-checkpointing", "gradient_checkpointing", "recompute activations in backward"),

@@ -41,7 +41,7 @@ MIB = float(2**20)
 NF4_DQ_BITS = 4 + 8 / 64 + 32 / (64 * 256)
 NF4_BITS = 4 + 32 / 64
 
-MOMENTS = ("loss_backward", "layer_recompute", "layer_backward", "backward_end", "optimizer_step")
+MOMENTS = ("loss_forward", "loss_backward", "layer_recompute", "layer_backward", "backward_end", "optimizer_step")
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,9 @@ def _layer_saved_per_token(arch: ModelArch, spec: JobSpec, mlp_only: bool = Fals
             return len(hit) * (cast_bytes + 1) * width
         return (1 if shared else len(hit)) * cast_bytes * width
 
-    norm = (6.0 if full else 4.0) * h * 2
+    # each hidden-sized norm (2 per layer; Gemma 2/3: 4, with post-attention and post-MLP norms) saves its fp32
+    # upcast and, when its weight trains, the normalised output
+    norm = (6.0 if full else 4.0) * h * arch.norms_per_layer
     # k and v as the attention kernel saves them: grouped (flash-attention 2; SDPA with enable_gqa) or
     # repeated to every query head (eager's repeat_kv; older stacks' SDPA), see stacks.sdpa_gqa_native
     grouped = spec.attention == "flash" or (spec.attention == "sdpa" and mech.sdpa_gqa_native)
@@ -229,7 +231,7 @@ def _layer_saved_per_token(arch: ModelArch, spec: JobSpec, mlp_only: bool = Fals
     mlp += lin_input(inter, ("down_proj",))
     lora_mid = (b if autocast else a_bytes) * lora.rank_per_token if lora else 0.0
     if mlp_only:
-        return norm / 2 + mlp
+        return norm / 2 + mlp  # the MLP's half of the norms
     return norm + attn + mlp + lora_mid
 
 
@@ -314,6 +316,7 @@ class _Terms:
     grads_kept: float
     head_grad: float
     root_grad_extra: tuple[float, float]  # FSDP: the root's unsharded head and embedding gradients beyond the share
+    embed_accumulates: bool  # the embedding's gradient is added to one that exists (tied head, or accumulation)
     layer_grad: float
     embed_grad: float
     ddp_buckets: float
@@ -429,8 +432,6 @@ def _compute_terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
     outside = grads_all - L * layer_grad if full_grads else 0.0  # embedding + lm_head + final norm
     head_grad = outside - (embed_grad if counts.lm_head else 0.0)
     factor = CAL.compile_activation_factor if spec.compile else 1.0
-    if not counts.lm_head:
-        embed_grad = 0.0  # tied: the one gradient is created at the head (in head_grad)
     root_grad_extra = (0.0, 0.0)
     if full_grads and sharded and par in ("fsdp", "fsdp-offload") and mech.fsdp_root_embeddings:
         # the root's flat gradient is unsharded from the lm_head's backward to the root's post-backward
@@ -439,6 +440,7 @@ def _compute_terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
     return _Terms(
         w=w, root_gathered=root_gathered, adapter=adapter, opt=opt, opt_temp=opt_temp, grads_all=grads_all,
         grads_kept=grads_all if spec.grad_accum > 1 else 0.0, head_grad=head_grad, root_grad_extra=root_grad_extra, layer_grad=layer_grad,
+        embed_accumulates=not counts.lm_head or spec.grad_accum > 1,
         embed_grad=embed_grad,
         ddp_buckets=grads_all if (par == "ddp" and world > 1) else 0.0,  # flat buckets, allocated at wrap time
         rs_buffer=(trainable * pbytes / L) if sharded else 0.0,  # one layer's unsharded grads (reduce-scatter)
@@ -498,6 +500,15 @@ def moments(arch: ModelArch, spec: JobSpec, world: int, seq_len: int | None = No
 
     out = [moment("loss_backward", t.grads_kept, saved, loss_live, 0.0, frag,
                   root + t.block_copies + t.lm_head_copy)]
+    if spec.method == "full" and t.layer_copy and spec.gradient_checkpointing:
+        # autocast caches its 16-bit cast of every leaf weight that requires grad until the autocast region
+        # ends (aten autocast_mode.cpp `cached_cast`), i.e. after the loss's forward: with checkpointing every
+        # layer's copy is still live there, whatever FSDP sharded (facebookresearch/fairscale#650). At the
+        # loss's forward the fp32 logits and their log-softmax are live: the backward's 12 B less the two fp32
+        # gradients, plus the 16-bit logits' 2 B until the upcast.
+        fwd = (t.loss_bytes - 4) * loss_elems
+        out.append(moment("loss_forward", t.grads_kept, saved, fwd, 0.0, 0.0,
+                          root + L * t.layer_copy + t.lm_head_copy))
     grads_late = (t.grads_kept if spec.grad_accum > 1 else t.head_grad + t.layer_grad) + t.root_grad_extra[0]
     layer_extra = t.dequant + t.rs_buffer
     if spec.gradient_checkpointing:
@@ -510,10 +521,12 @@ def moments(arch: ModelArch, spec: JobSpec, world: int, seq_len: int | None = No
         first = mask + per_layer + transient
     if spec.method == "full" or spec.grad_accum > 1:
         head_x, embed_x = t.root_grad_extra
-        late = (t.grads_all if spec.grad_accum > 1 else t.grads_all - t.embed_grad) + head_x
+        # a tied embedding's gradient already exists from the head (and every gradient does on a later micro
+        # batch): the embedding's backward then makes a new dense gradient that AccumulateGrad adds to it
+        late = (t.grads_all if t.embed_accumulates else t.grads_all - t.embed_grad) + head_x
+        end = t.grads_all + (t.embed_grad if t.embed_accumulates else 0.0) + head_x + embed_x
         out.append(moment("backward_end", late, first, 0.0, layer_extra, copies=root + t.layer_copy))
-        out.append(moment("backward_end", t.grads_all + head_x + embed_x, t.res * h * tokens, 0.0, t.rs_buffer,
-                          copies=root))
+        out.append(moment("backward_end", end, t.res * h * tokens, 0.0, t.rs_buffer, copies=root))
     out.append(moment("optimizer_step", t.grads_all, 0.0, 0.0, t.opt_temp))
     return out
 

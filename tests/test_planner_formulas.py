@@ -339,3 +339,68 @@ def test_deepspeed_zero3_adds_its_buckets_and_fp32_master_weights():
     ds = moment(dataclasses.replace(s, stack="hf-trainer"), "optimizer_step", 4)
     assert ds["weights"] - ours["weights"] == pytest.approx(1.9 * 64 * 64 * 2)  # reduce + prefetch buckets
     assert ds["optimizer"] - ours["optimizer"] == pytest.approx(4 * TOTAL / 4)  # fp32 masters, sharded
+
+
+# --- mechanisms found by checking the analytic count against the simulator (issue 9) ---------------------
+def test_fsdp_holds_the_root_unit_unsharded_from_forward_to_the_end_of_backward():
+    s = spec(parallel="fsdp", seq_len=1, batch_size=1)  # full fine-tune, pure bf16: no autocast copies
+    during = moment(s, "loss_backward", 4)["weights"]
+    after = moment(s, "optimizer_step", 4)["weights"]
+    # the embedding and lm_head (the root: everything outside the wrapped decoder layers) on the 3 of 4 shares
+    # this rank does not own
+    assert during - after == pytest.approx(2 * (EMBED + LM_HEAD) * 3 / 4)
+    # torchtune shards tok_embeddings and output as units of their own: nothing held
+    tt = dataclasses.replace(s, stack="torchtune")
+    assert moment(tt, "loss_backward", 4)["weights"] == pytest.approx(moment(tt, "optimizer_step", 4)["weights"])
+
+
+def test_a_full_fine_tunes_fsdp_root_gradient_is_unsharded_until_the_end_of_backward():
+    s = spec(parallel="fsdp", seq_len=1, batch_size=1)
+    ms = [m for m in M.moments(ARCH, s, 4) if m.name == "backward_end"]
+    end = max(m.parts["gradients"] for m in ms)
+    layers = 2 * LINEAR_PER_LAYER + 2 * 2 * 64
+    # this rank's share of every gradient + the root's (head, final norm, embedding) on the other 3 shares
+    assert end == pytest.approx(2 * (layers + EMBED + LM_HEAD + 64) / 4 + 2 * (EMBED + LM_HEAD + 64) * 3 / 4)
+
+
+def test_a_logit_soft_cap_adds_the_bytes_its_tanh_saves():
+    capped = dataclasses.replace(ARCH, logit_softcap=30.0)
+    elements = TOKENS * 1000
+    for stack, extra in (("gpuplan", 4), ("hf-trainer", 2)):  # fp32 logits in our loss; 16-bit in the model
+        s = spec(method="lora", stack=stack)
+        plain = max((m for m in M.moments(ARCH, s, 1) if m.name == "loss_backward"), key=lambda m: m.allocated)
+        cap = max((m for m in M.moments(capped, s, 1) if m.name == "loss_backward"), key=lambda m: m.allocated)
+        assert cap.parts["logits"] - plain.parts["logits"] == extra * elements
+
+
+def test_torchtunes_2024_recipes_kept_the_fp32_logits_through_backward():
+    s = spec(method="lora", stack="torchtune-2024")
+    assert moment(s, "loss_backward")["logits"] == 16 * TOKENS * 1000
+    assert moment(dataclasses.replace(s, stack="torchtune"), "loss_backward")["logits"] == 12 * TOKENS * 1000
+
+
+def test_qlora_mlp_intermediates_follow_the_fp32_stream_that_linear4bit_returns():
+    q = spec(method="qlora", precision="bf16")
+    assert M.mlp_bytes(q, M.mechanisms(q)) == 4  # k-bit preparation: fp32 norms, so fp32 residual stream
+    tt = dataclasses.replace(q, stack="torchtune")
+    assert M.mlp_bytes(tt, M.mechanisms(tt)) == 2  # whole model bf16
+    # gate, SiLU out and up: 3 x I x (4 - 2) more per token than the bf16 stack's count, at 128 intermediate
+    assert M._layer_saved_per_token(ARCH, q, mlp_only=True) - M._layer_saved_per_token(ARCH, tt, mlp_only=True) \
+        >= 3 * 128 * 2
+
+
+def test_autocast_caches_every_trainable_layers_16_bit_copy_until_the_loss_forward_ends():
+    s = spec(precision="bf16-mixed", gradient_checkpointing=True, seq_len=1, batch_size=1)
+    fwd, bwd = moment(s, "loss_forward"), moment(s, "loss_backward")
+    # fp32 master weights; at the loss's forward autocast still holds the bf16 cast of every linear of every
+    # layer (cached: leaves that require grad), after it only the lm_head's copy that the matmul saved
+    assert fwd["weights"] - bwd["weights"] == 2 * 2 * LINEAR_PER_LAYER
+    # LoRA's frozen weights are not cached (no grad): no such moment
+    assert not [m for m in M.moments(ARCH, spec(method="lora", precision="bf16-mixed", gradient_checkpointing=True), 1)
+                if m.name == "loss_forward"]
+
+
+def test_gemmas_four_norms_a_layer_save_twice_the_norm_bytes():
+    four = dataclasses.replace(ARCH, norms_per_layer=4)
+    s = spec()
+    assert M._layer_saved_per_token(four, s) - M._layer_saved_per_token(ARCH, s) == 2 * 6 * 64
