@@ -96,7 +96,14 @@ def test_options_csv_and_xlsx_equal_the_json_options(example_report):
         assert len(table) == len(options)
         for i, (opt, row) in enumerate(zip(options, table.to_dict("records"))):
             for key, value in opt.items():
+                if isinstance(value, dict):  # config, startup: one "<key>.<entry>" column per entry
+                    assert key not in row, (i, key)
+                    for sub, v in value.items():
+                        assert _same(v, row[f"{key}.{sub}"], rel), (i, f"{key}.{sub}", v, row[f"{key}.{sub}"])
+                    continue
                 assert _same(value, row[key], rel), (i, key, value, row[key])
+        flattened = {f"{k}.{sub}" for o in options for k, v in o.items() if isinstance(v, dict) for sub in v}
+        assert {"config.batch_size", "config.grad_accum"} <= flattened <= set(table.columns)
         assert int(table["recommended"].astype(str).str.lower().isin(["true", "1"]).sum()) == (
             1 if doc["recommendation"] else 0)
 

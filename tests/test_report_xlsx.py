@@ -163,6 +163,21 @@ def test_changed_assumptions_recalculate_to_what_the_plan_computes_with_them(tmp
         before["local cost per GPU-hour at that utilisation"][2], rel=1e-3)
 
 
+def test_a_workload_beyond_the_local_machine_recalculates_to_the_plans_hybrid_and_payback(tmp_path):
+    """300 runs a month: more than the workstation takes, so local alone is not feasible, the hybrid sends the rest
+    to the cloud, and owning pays back within the horizon -- the workbook reproduces each of the plan's figures."""
+    doc = plan_document(300.0)
+    scen = doc["periods"]["scenarios"]
+    assert scen["local"]["feasible"] is False and 0 < scen["hybrid"]["local_share"] < 1
+    assert scen["local"]["payback_month"] and scen["hybrid"]["payback_month"]
+    got = _recalculate(tmp_path, _workbook(doc), "beyond")
+    assert _equal_where_both(got) >= 25
+    assert got["local payback month against cloud"][0] == scen["local"]["payback_month"]
+    assert got["hybrid payback month against cloud"][0] == scen["hybrid"]["payback_month"]
+    assert got["local can take every run"][0] == "no"
+    assert got["cheapest over the horizon"][0] == doc["periods"]["cheapest"] == "hybrid"
+
+
 def test_a_plan_without_local_hardware_still_has_a_summary():
     doc = plan_document(None)
     doc["local_profiles"] = []

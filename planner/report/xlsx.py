@@ -2,7 +2,11 @@
 
 Sheets:
 - Summary: the decision and the period totals as formulas over the Assumptions sheet and the Local TCO sheet,
-  each beside the plan document's own figure (which the formula equals until an assumption is changed).
+  each beside the plan document's own figure (which the formula equals until an assumption is changed). The
+  period totals use planner.decide.periods' definitions (see _period_rows): the cloud run at its all-in cost
+  (price x billed hours of training + start-up, the provider's billing granularity and minimum from the plan's
+  assumptions), local power for the runs over their time to result (all the machine's GPUs, as the plan counts
+  it) plus upkeep, capex in month 0 (none when already owned), rounded to 4 decimals as the plan rounds them.
 - Options: every per-region option (the plan document's `options`), autofilter, frozen header, currency and
   hour formats, the recommended row highlighted, flagged prices marked.
 - Local TCO: per local profile, the amortisation (annuity on capex net of the residual's present value),
@@ -63,13 +67,31 @@ def _xl(v: Any) -> Any:
 
 
 def option_columns(doc: dict[str, Any]) -> list[str]:
-    """OPTION_COLUMNS, then any other key the plan's options carry (newer plans add some), first seen first."""
+    """OPTION_COLUMNS, then any other key the plan's options carry (newer plans add some), first seen first.
+
+    A key whose value is a dict (`config`, `startup`) is flattened into one column per entry, named
+    "<key>.<entry>" (e.g. config.batch_size, startup.provision), entries first seen first; an option without an
+    entry leaves its cell empty. A list (`changed`, `notes`) stays one column, its items joined with "; "."""
+    options = [o for o in doc.get("options") or [] if isinstance(o, dict)]
+    nested = {k for o in options for k, v in o.items() if isinstance(v, dict) and k not in OPTION_COLUMNS}
     cols = list(OPTION_COLUMNS)
-    for o in doc.get("options") or []:
-        for k in o:
-            if k not in cols:
-                cols.append(k)
+    seen = set(cols)
+    for o in options:
+        for k, v in o.items():
+            for name in ([f"{k}.{sub}" for sub in v] if isinstance(v, dict) else []) if k in nested else [k]:
+                if name not in seen:
+                    seen.add(name)
+                    cols.append(name)
     return cols
+
+
+def option_value(o: dict[str, Any], col: str) -> Any:
+    """The option's value for a column of option_columns: a flattened "<key>.<entry>" reads the dict's entry."""
+    if col in o and not isinstance(o[col], dict) or "." not in col:
+        return o.get(col)
+    key, sub = col.split(".", 1)
+    nested = o.get(key)
+    return nested.get(sub) if isinstance(nested, dict) else None
 
 
 def option_cell(o: dict[str, Any], col: str, doc: dict[str, Any]) -> Any:
@@ -78,7 +100,7 @@ def option_cell(o: dict[str, Any], col: str, doc: dict[str, Any]) -> Any:
     if col == "notes":
         notes = o.get("notes") or []
         return defuse("; ".join(str(n) for n in notes) if isinstance(notes, list) else str(notes))
-    return _xl(o.get(col))
+    return _xl(option_value(o, col))
 
 
 def chosen_profile(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -109,6 +131,18 @@ def _profile_values(p: dict[str, Any]) -> dict[str, tuple[Any, str, str]]:
         v, unit, src = out["utilisation"]
         out["utilisation"] = (p["utilisation"], unit, src)
     return out
+
+
+def period_cloud_option(doc: dict[str, Any]) -> dict[str, Any]:
+    """The option the Summary prices: the recommendation, except where the plan's period totals compare a
+    different cloud option (a local recommendation): then that one, found as planner.plan picks it (the cheapest
+    cloud option by rank_cost; the plan names it only in words, `periods.cloud_option`)."""
+    rec = doc.get("recommendation") or {}
+    periods = doc.get("periods") or {}
+    if not periods.get("scenarios", {}).get("cloud") or rec.get("target") == "cloud":
+        return rec
+    ranked = [o for o in doc.get("options") or [] if o.get("target") == "cloud" and o.get("rank_cost")]
+    return min(ranked, key=lambda o: o["rank_cost"]) if ranked else rec
 
 
 def _billing_row(doc: dict[str, Any], provider: str, what: str) -> dict[str, Any] | None:
@@ -254,24 +288,28 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
         "planning horizon (--horizon-months; default 36 = a 3-year depreciation schedule)", "workload")
     put("other_use", "other busy hours on the local GPUs", other_use, "h/month",
         "the workload given to the plan (--other-use-hours)", "workload")
-    if rec:
-        put("price", "price of the recommended option", rec.get("usd_per_hour"), "USD/h",
-            f"{rec.get('provider')} price list ({rec.get('source') or 'catalog'}, as of {rec.get('as_of') or 'n/a'})",
-            describe(rec), USD_SMALL)
-        put("gpus", "GPUs of the recommended option", rec.get("gpus"), "GPUs", "the recommended offer", describe(rec))
-        put("hours", "training time of the recommended option", rec.get("hours"), "h",
-            "the plan's estimate (throughput model; see the Estimator constants sheet)", describe(rec), PLAIN)
-        startup = rec.get("startup_hours")
+    cloud_opt = period_cloud_option(doc)
+    if cloud_opt:
+        o = cloud_opt
+        what = "the recommended option" if cloud_opt is rec else "the cloud option compared"
+        put("price", f"price of {what}", o.get("usd_per_hour"), "USD/h",
+            f"{o.get('provider')} price list ({o.get('source') or 'catalog'}, as of {o.get('as_of') or 'n/a'})",
+            describe(o), USD_SMALL)
+        put("gpus", f"GPUs of {what}", o.get("gpus"), "GPUs", "the plan's offer", describe(o))
+        put("hours", f"training time of {what}", o.get("hours"), "h",
+            "the plan's estimate (throughput model; see the Estimator constants sheet)", describe(o), PLAIN)
+        startup = o.get("startup_hours")
         put("startup", "start-up time (provisioning, setup, model download)", startup if startup is not None else 0,
             "h", "the plan's start-up estimate" if startup is not None else "not in this plan (0 assumed)",
-            describe(rec), PLAIN)
-        gran, minimum = billing_terms(doc, str(rec.get("provider")))
-        put("billing_step", "billing granularity of the recommended provider", gran if gran is not None else 0,
-            "s", billing_source(doc, str(rec.get("provider")), "granularity") if gran is not None
-            else "not in this plan (billed by the exact hour fraction)", describe(rec))
-        put("billing_min", "billing minimum per run of the recommended provider", minimum if minimum is not None else 0,
-            "s", billing_source(doc, str(rec.get("provider")), "minimum per run") if minimum is not None
-            else "not in this plan (no minimum)", describe(rec))
+            describe(o), PLAIN)
+        provider = str(o.get("provider"))
+        gran, minimum = (None, None) if o.get("target") == "local" else billing_terms(doc, provider)
+        put("billing_step", f"billing granularity of {what}", gran if gran is not None else 0,
+            "s", billing_source(doc, provider, "granularity") if gran is not None
+            else "not in this plan (billed by the exact hour fraction)", describe(o))
+        put("billing_min", f"billing minimum per run of {what}", minimum if minimum is not None else 0,
+            "s", billing_source(doc, provider, "minimum per run") if minimum is not None
+            else "not in this plan (no minimum)", describe(o))
 
     # local profiles: one block of inputs each
     profiles = [p for p in doc.get("local_profiles") or [] if isinstance(p, dict)]
@@ -400,7 +438,9 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
     elif rec:
         scen = periods.get("scenarios") or {}
         s.add(["recommended option", defuse(describe(rec)), "", ""])
-        cost_doc = rec.get("cost_with_startup_usd", rec.get("cost_usd"))
+        if cloud_opt is not rec:
+            s.add(["cloud option in the period totals", defuse(describe(cloud_opt)), "", ""])
+        cost_doc = cloud_opt.get("cost_with_startup_usd", cloud_opt.get("cost_usd"))
         # planner: price x billed hours of (training + start-up); billed = rounded up to the provider's
         # granularity, at least its minimum (pricing.startup.billed_hours)
         t_run = f"({ref['hours']}+{ref['startup']})"
@@ -408,7 +448,7 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
                   f"-1E-9,0)*{ref['billing_step']},MAX({t_run}*3600,{ref['billing_min']}))/3600")
         r_cost = s.add(["cloud cost per run", f"={ref['price']}*{billed}", "USD", cost_doc],
                        {2: USD, 4: USD})
-        s.add(["cloud time to result", f"={t_run}", "h", rec.get("time_to_result_hours", rec.get("hours"))],
+        s.add(["cloud time to result", f"={t_run}", "h", cloud_opt.get("time_to_result_hours", cloud_opt.get("hours"))],
               {2: HOURS, 4: HOURS})
         r_runs = s.add(["runs per month", f"={ref['runs']}", "runs", periods.get("runs_per_month")])
         cloud = scen.get("cloud") or {}
@@ -499,7 +539,9 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
     sens.add(list(SENSITIVITY_COLUMNS), bold=True)
     idx = {c: i + 1 for i, c in enumerate(SENSITIVITY_COLUMNS)}
     for r in sensitivity_table(doc):
-        sens.add([_xl(r.get(c)) for c in SENSITIVITY_COLUMNS], {idx["cost_low_usd"]: USD, idx["cost_high_usd"]: USD})
+        sens.add([_xl(r.get(c)) for c in SENSITIVITY_COLUMNS], {idx["cost_low_usd"]: USD, idx["cost_high_usd"]: USD,
+                                                               idx["time_low_hours"]: HOURS,
+                                                               idx["time_high_hours"]: HOURS})
     _widths(sens.ws, {"A": 36, "H": 50})
     sens.ws.freeze_panes = "A2"
 
