@@ -140,7 +140,8 @@ def test_price_and_dataset_size_scale_the_cost_linearly(spot_doc, on_demand_doc)
         price = rows[f"{kind} price"]
         assert price["low"] == pytest.approx(rec["usd_per_hour"] * lo)
         all_in = rec["cost_with_startup_usd"]
-        assert (price["cost_low_usd"], price["cost_high_usd"]) == (pytest.approx(all_in * lo), pytest.approx(all_in * hi))
+        assert (price["cost_low_usd"], price["cost_high_usd"]) == (pytest.approx(all_in * lo),
+                                                                   pytest.approx(all_in * hi))
         size = rows["dataset size"]  # the training hours scale with the tokens; the start-up does not
         assert (size["cost_low_usd"], size["cost_high_usd"]) == (
             pytest.approx(_all_in(rec, rec["hours"] * DATASET_RANGE[0])),
