@@ -170,7 +170,9 @@ def test_job_section_shows_global_batch_and_the_tuned_configuration(full_doc, fu
     job = _text(_section(full_html, "job"))
     gb = full_doc["global_batch"]
     assert f"{gb['sequences']:,} sequences, {gb['tokens']:,} tokens, {gb['steps']:,} steps" in job
-    assert "batch_size = 4, grad_accum = 2" in job
+    config, changed = full_doc["recommendation"]["config"], full_doc["recommendation"]["changed"]
+    assert f"batch_size = {config['batch_size']:,}, grad_accum = {config['grad_accum']:,}" in job
+    assert all(c in job for c in changed)  # what the tuning changed from the job as written
 
 
 def test_a_plan_without_the_new_keys_renders_and_says_what_it_lacks():

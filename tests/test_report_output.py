@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.yaml"))
@@ -96,7 +97,14 @@ def test_options_csv_and_xlsx_equal_the_json_options(example_report):
         assert len(table) == len(options)
         for i, (opt, row) in enumerate(zip(options, table.to_dict("records"))):
             for key, value in opt.items():
+                if isinstance(value, dict):  # config, startup: one "<key>.<entry>" column per entry
+                    assert key not in row, (i, key)
+                    for sub, v in value.items():
+                        assert _same(v, row[f"{key}.{sub}"], rel), (i, f"{key}.{sub}", v, row[f"{key}.{sub}"])
+                    continue
                 assert _same(value, row[key], rel), (i, key, value, row[key])
+        flattened = {f"{k}.{sub}" for o in options for k, v in o.items() if isinstance(v, dict) for sub in v}
+        assert {"config.batch_size", "config.grad_accum"} <= flattened <= set(table.columns)
         assert int(table["recommended"].astype(str).str.lower().isin(["true", "1"]).sum()) == (
             1 if doc["recommendation"] else 0)
 
@@ -240,3 +248,49 @@ def test_pdf_is_a4_with_the_grouped_table_and_its_header_on_every_page_it_spans(
     # the PDF shows the grouped table, not the per-region list: far fewer rows than options
     assert len(doc["options"]) > 100 and sum(t.count(" on-demand ") + t.count(" spot ") for t in texts) < 200
     assert all(f"page {i + 1} of {len(texts)}" in t for i, t in enumerate(texts))
+
+
+
+def _option_strategy():
+    scalar = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                       st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8))
+    key = st.sampled_from(["config", "startup", "changed", "extra", "price_flag"])
+    value = st.one_of(scalar, st.lists(st.text(max_size=5), max_size=3),
+                      st.dictionaries(st.sampled_from(["batch_size", "a.b", "provision", "x"]), scalar, max_size=3))
+    return st.lists(st.dictionaries(key, value, max_size=5), max_size=4)
+
+
+def _cell_holds(value, cell: str) -> bool:
+    """A CSV cell holds the value: numbers and booleans exactly, text (a list: its items joined with "; ") as the
+    report writes any text (planner.report.safe.defuse: never runnable as a formula)."""
+    from planner.report.safe import defuse
+
+    if isinstance(value, list):
+        value = "; ".join(map(str, value))
+    if isinstance(value, str):
+        return cell == defuse(value)
+    return _same(value, cell)
+
+
+@settings(max_examples=80, deadline=None)
+@given(_option_strategy())
+def test_options_csv_flattens_any_dict_into_one_column_per_entry(options):
+    """Whatever the options carry (a `report --from` document is user input): every dict entry lands in its
+    "<key>.<entry>" column, every other value in its own column, one row per option."""
+    import csv
+    import io
+
+    from planner.report.tables import options_csv
+
+    text = options_csv({"options": options, "recommendation": None})
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert len(rows) == len(options)
+    nested = {k for o in options for k, v in o.items() if isinstance(v, dict)}
+    for opt, row in zip(options, rows):
+        for key, value in opt.items():
+            if key in nested:
+                assert key not in row
+                for sub, v in (value.items() if isinstance(value, dict) else ()):
+                    assert _cell_holds(v, row[f"{key}.{sub}"]), (key, sub, v, row[f"{key}.{sub}"])
+            else:
+                assert _cell_holds(value, row[key]), (key, value, row[key])

@@ -144,11 +144,38 @@ def test_changed_assumptions_recalculate_to_what_the_plan_computes_with_them(tmp
     assert got["local cost per run, fully loaded"][0] == pytest.approx(entry["loaded_cost_usd"], rel=1e-4)
     assert got["break-even utilisation against the recommendation"][0] == pytest.approx(
         entry["break_even_vs_recommendation"], rel=1e-9)
-    assert got["cloud per month"][0] == pytest.approx(rec["cost_usd"] * 55, rel=1e-9)
+    # the period totals follow the plan's definitions (planner.decide.periods): each run at its all-in cost
+    # (with start-up, billed as the provider bills), local power for the runs plus upkeep, capex in month 0
+    assert got["cloud cost per run"][0] == pytest.approx(rec["cost_with_startup_usd"], rel=1e-9)
+    scen = replanned["periods"]["scenarios"]
+    assert got["cloud per month"][0] == pytest.approx(scen["cloud"]["per_month_usd"], abs=1e-9)
+    for name in ("local", "hybrid"):
+        for key, item in (("per_month_usd", "per month"), ("per_year_usd", "per year"),
+                          ("horizon_usd", "over the horizon (capex + running)"), ("capex_usd", "capex up front"),
+                          ("per_run_usd", "per run over the horizon")):
+            assert got[f"{name} {item}"][0] == pytest.approx(scen[name][key], abs=1e-9), (name, item)
+        payback = scen[name]["payback_month"]
+        assert got[f"{name} payback month against cloud"][0] == ("never" if payback is None else payback)
+    assert got["cheapest over the horizon"][0] == replanned["periods"]["cheapest"]
     # and it moved: the workbook did not just keep the old figures
     before = _summary(wb["Summary"])
     assert got["local cost per GPU-hour at that utilisation"][0] != pytest.approx(
         before["local cost per GPU-hour at that utilisation"][2], rel=1e-3)
+
+
+def test_a_workload_beyond_the_local_machine_recalculates_to_the_plans_hybrid_and_payback(tmp_path):
+    """300 runs a month: more than the workstation takes, so local alone is not feasible, the hybrid sends the rest
+    to the cloud, and owning pays back within the horizon -- the workbook reproduces each of the plan's figures."""
+    doc = plan_document(300.0)
+    scen = doc["periods"]["scenarios"]
+    assert scen["local"]["feasible"] is False and 0 < scen["hybrid"]["local_share"] < 1
+    assert scen["local"]["payback_month"] and scen["hybrid"]["payback_month"]
+    got = _recalculate(tmp_path, _workbook(doc), "beyond")
+    assert _equal_where_both(got) >= 25
+    assert got["local payback month against cloud"][0] == scen["local"]["payback_month"]
+    assert got["hybrid payback month against cloud"][0] == scen["hybrid"]["payback_month"]
+    assert got["local can take every run"][0] == "no"
+    assert got["cheapest over the horizon"][0] == doc["periods"]["cheapest"] == "hybrid"
 
 
 def test_a_plan_without_local_hardware_still_has_a_summary():
@@ -169,5 +196,7 @@ def test_a_plan_without_a_dataset_size_gives_the_per_token_cost_and_no_period_to
     doc = plan_job(spec)
     assert doc["recommendation"]["hours"] is None
     summary = _summary(_workbook(doc)["Summary"])
-    assert summary["cost per million tokens"][0] == doc["recommendation"]["usd_per_million_tokens"]
+    # money to a millionth of a cent: a spreadsheet cell keeps 15-16 significant digits, not the last bit
+    assert summary["cost per million tokens"][0] == pytest.approx(doc["recommendation"]["usd_per_million_tokens"],
+                                                                  abs=1e-8)
     assert "cloud cost per run" not in summary and "local cost per run, fully loaded" not in summary

@@ -314,7 +314,9 @@ def tornado_chart(doc: dict[str, Any], width: int = 720, row_h: int = 30, *, loc
             if isinstance(r.get("cost_low_usd"), (int, float)) and isinstance(r.get("cost_high_usd"), (int, float))
             and bool(r.get("alternative")) == local]
     rec = doc.get("recommendation") or {}
-    base = rec.get("cost_usd")
+    # all-in (with start-up) where the plan has it: the rows' costs are all-in too (planner.sensitivity)
+    base = rec.get("cost_with_startup_usd") if isinstance(rec.get("cost_with_startup_usd"), (int, float)) \
+        else rec.get("cost_usd")
     if local and rows:
         base = rows[0].get("base_cost_usd")
     if not rows or not isinstance(base, (int, float)):
@@ -346,9 +348,11 @@ def tornado_chart(doc: dict[str, Any], width: int = 720, row_h: int = 30, *, loc
         row_base = r.get("base_cost_usd") if isinstance(r.get("base_cost_usd"), (int, float)) else base
         for value, cost, colour, tag in ((r.get("low"), c_lo, SKY, "low"), (r.get("high"), c_hi, ORANGE, "high")):
             x0, x1 = sorted((x(row_base), x(cost)))
+            t = r.get(f"time_{tag}_hours")
+            when = f", {hours_text(t)} to result" if isinstance(t, (int, float)) else ""
             parts.append(f'<rect x="{x0:.1f}" y="{yy:.1f}" width="{max(x1 - x0, 1):.1f}" height="{row_h - 10}" '
                          f'fill="{colour}"><title>{escape(name)} {tag} = {escape(_fmt(value))} {escape(unit)}: '
-                         f'{money(cost)}</title></rect>')
+                         f'{money(cost)}{escape(when)}</title></rect>')
             anchor_x = x1 + 4 if cost >= row_base else x0 - 4
             parts.append(f'<text x="{anchor_x:.1f}" y="{yy + row_h / 2 - 1:.1f}" font-size="11" '
                          f'text-anchor="{"start" if cost >= row_base else "end"}">{escape(_fmt(value))}</text>')
@@ -356,7 +360,8 @@ def tornado_chart(doc: dict[str, Any], width: int = 720, row_h: int = 30, *, loc
     parts.append(f'<line x1="{bx:.1f}" y1="{top - 6}" x2="{bx:.1f}" y2="{bottom}" stroke="#000" stroke-width="1.5"/>')
     parts.append(f'<text x="{bx:.1f}" y="{top - 10}" text-anchor="middle" font-weight="bold">base {money(base)}</text>')
     parts.append(f'<text x="{(left + right) / 2:.1f}" y="{height - 6}" text-anchor="middle" font-size="12">'
-                 f'cost of the job (USD); bars labelled with the assumption\'s low / high value</text>')
+                 f'all-in cost of the job (USD, with start-up); bars labelled with the assumption\'s low / high value'
+                 f'</text>')
     _legend(parts, [(f'<rect x="{{x}}" y="{{y}}" width="10" height="10" transform="translate(-5 -5)" fill="{SKY}"/>',
                      "low value"),
                     (f'<rect x="{{x}}" y="{{y}}" width="10" height="10" transform="translate(-5 -5)" fill="{ORANGE}"/>',

@@ -2,6 +2,8 @@
 
 CSV floats are written with repr() so they read back equal to the JSON numbers; booleans as
 true/false; missing values as empty cells; text that a spreadsheet would run as a formula is defused.
+An option's dict-valued keys (config, startup) become one column per entry, "<key>.<entry>" (config.batch_size,
+startup.provision ...); its lists (changed, notes) one column each, items joined with "; ".
 """
 from __future__ import annotations
 
@@ -41,13 +43,13 @@ def rows_to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 def options_csv(doc: dict[str, Any]) -> str:
     """Every per-region option; OPTION_COLUMNS, then any further keys the plan's options carry."""
-    from planner.report.xlsx import option_columns
+    from planner.report.xlsx import option_columns, option_value
 
-    cols = option_columns(doc)
+    cols = option_columns(doc)  # dict-valued keys (config, startup) flattened into "<key>.<entry>" columns
     rows = option_rows(doc)
     for row, opt in zip(rows, doc.get("options") or []):
         for c in cols[len(OPTION_COLUMNS):]:
-            row[c] = opt.get(c)
+            row[c] = option_value(opt, c)
     return rows_to_csv(rows, cols)
 
 

@@ -2,7 +2,11 @@
 
 Sheets:
 - Summary: the decision and the period totals as formulas over the Assumptions sheet and the Local TCO sheet,
-  each beside the plan document's own figure (which the formula equals until an assumption is changed).
+  each beside the plan document's own figure (which the formula equals until an assumption is changed). The
+  period totals use planner.decide.periods' definitions (see _period_rows): the cloud run at its all-in cost
+  (price x billed hours of training + start-up, the provider's billing granularity and minimum from the plan's
+  assumptions), local power for the runs over their time to result (all the machine's GPUs, as the plan counts
+  it) plus upkeep, capex in month 0 (none when already owned), rounded to 4 decimals as the plan rounds them.
 - Options: every per-region option (the plan document's `options`), autofilter, frozen header, currency and
   hour formats, the recommended row highlighted, flagged prices marked.
 - Local TCO: per local profile, the amortisation (annuity on capex net of the residual's present value),
@@ -63,13 +67,31 @@ def _xl(v: Any) -> Any:
 
 
 def option_columns(doc: dict[str, Any]) -> list[str]:
-    """OPTION_COLUMNS, then any other key the plan's options carry (newer plans add some), first seen first."""
+    """OPTION_COLUMNS, then any other key the plan's options carry (newer plans add some), first seen first.
+
+    A key whose value is a dict (`config`, `startup`) is flattened into one column per entry, named
+    "<key>.<entry>" (e.g. config.batch_size, startup.provision), entries first seen first; an option without an
+    entry leaves its cell empty. A list (`changed`, `notes`) stays one column, its items joined with "; "."""
+    options = [o for o in doc.get("options") or [] if isinstance(o, dict)]
+    nested = {k for o in options for k, v in o.items() if isinstance(v, dict) and k not in OPTION_COLUMNS}
     cols = list(OPTION_COLUMNS)
-    for o in doc.get("options") or []:
-        for k in o:
-            if k not in cols:
-                cols.append(k)
+    seen = set(cols)
+    for o in options:
+        for k, v in o.items():
+            for name in ([f"{k}.{sub}" for sub in v] if isinstance(v, dict) else []) if k in nested else [k]:
+                if name not in seen:
+                    seen.add(name)
+                    cols.append(name)
     return cols
+
+
+def option_value(o: dict[str, Any], col: str) -> Any:
+    """The option's value for a column of option_columns: a flattened "<key>.<entry>" reads the dict's entry."""
+    if col in o and not isinstance(o[col], dict) or "." not in col:
+        return o.get(col)
+    key, sub = col.split(".", 1)
+    nested = o.get(key)
+    return nested.get(sub) if isinstance(nested, dict) else None
 
 
 def option_cell(o: dict[str, Any], col: str, doc: dict[str, Any]) -> Any:
@@ -78,7 +100,7 @@ def option_cell(o: dict[str, Any], col: str, doc: dict[str, Any]) -> Any:
     if col == "notes":
         notes = o.get("notes") or []
         return defuse("; ".join(str(n) for n in notes) if isinstance(notes, list) else str(notes))
-    return _xl(o.get(col))
+    return _xl(option_value(o, col))
 
 
 def chosen_profile(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -111,6 +133,38 @@ def _profile_values(p: dict[str, Any]) -> dict[str, tuple[Any, str, str]]:
     return out
 
 
+def period_cloud_option(doc: dict[str, Any]) -> dict[str, Any]:
+    """The option the Summary prices: the recommendation, except where the plan's period totals compare a
+    different cloud option (a local recommendation): then that one, found as planner.plan picks it (the cheapest
+    cloud option by rank_cost; the plan names it only in words, `periods.cloud_option`)."""
+    rec = doc.get("recommendation") or {}
+    periods = doc.get("periods") or {}
+    if not periods.get("scenarios", {}).get("cloud") or rec.get("target") == "cloud":
+        return rec
+    ranked = [o for o in doc.get("options") or [] if o.get("target") == "cloud" and o.get("rank_cost")]
+    return min(ranked, key=lambda o: o["rank_cost"]) if ranked else rec
+
+
+def _billing_row(doc: dict[str, Any], provider: str, what: str) -> dict[str, Any] | None:
+    return next((a for a in doc.get("assumptions") or [] if a.get("name") == f"billing, {provider}: {what}"), None)
+
+
+def billing_terms(doc: dict[str, Any], provider: str) -> tuple[float | None, float | None]:
+    """(granularity s, minimum s) of the provider's billing, as the plan states them in its assumptions
+    ("billing, <provider>: granularity" / "... minimum per run"); None where the plan does not say."""
+    out = []
+    for what in ("granularity", "minimum per run"):
+        a = _billing_row(doc, provider, what)
+        v = a.get("value") if a else None
+        out.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
+    return out[0], out[1]
+
+
+def billing_source(doc: dict[str, Any], provider: str, what: str) -> str:
+    a = _billing_row(doc, provider, what) or {}
+    return str(a.get("source") or "the plan's billing assumptions")
+
+
 def _local_option(doc: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((o for o in doc.get("options") or [] if o.get("target") == "local" and o.get("instance_type") == name),
                 None)
@@ -134,6 +188,36 @@ class _Sheet:
             if bold:
                 cell.font = Font(bold=True)
         return self.row
+
+
+def _period_rows(s: "_Sheet", name: str, plan: dict[str, Any], capex: str, month_raw: str, ref: dict[str, str],
+                 r_runs: int, cloud: dict[str, Any] | None) -> dict[str, Any]:
+    """One scenario's period totals as formulas, defined as planner.decide.periods defines them: per month the
+    running cost (`month_raw`, unrounded), capex in month 0, cumulative = capex + month x running, every figure
+    rounded to 4 decimals as the plan rounds it; per run = the horizon total over all its runs; payback = the
+    first month from 1 whose cumulative is at or below the cloud's (both linear in the month, so the count of
+    months where it holds gives the first one)."""
+    h = ref["horizon"]
+    rows: dict[str, Any] = {}
+    rows["capex"] = s.add([f"{name} capex up front", f"={capex}", "USD", plan.get("capex_usd")], {2: USD, 4: USD})
+    cx = f"B{rows['capex']}"
+    rows["running"] = s.add([f"{name} running cost per month", f"=ROUND({month_raw},4)", "USD",
+                             plan.get("running_per_month_usd")], {2: USD, 4: USD})
+    rows["month"] = s.add([f"{name} per month", f"=ROUND({month_raw},4)", "USD", plan.get("per_month_usd")],
+                          {2: USD, 4: USD})
+    rows["year"] = s.add([f"{name} per year", f"=ROUND(12*({month_raw}),4)", "USD", plan.get("per_year_usd")],
+                         {2: USD, 4: USD})
+    rows["horizon"] = s.add([f"{name} over the horizon (capex + running)", f"=ROUND({cx}+{h}*({month_raw}),4)",
+                             "USD", plan.get("horizon_usd")], {2: USD, 4: USD})
+    rows["per_run"] = s.add([f"{name} per run over the horizon", f"=ROUND(B{rows['horizon']}/(B{r_runs}*{h}),4)",
+                             "USD", plan.get("per_run_usd")], {2: USD, 4: USD})
+    if cloud is not None:
+        months = f'ROW(INDIRECT("1:"&{h}))'
+        count = (f"SUMPRODUCT(--(ROUND({cx}+{months}*({month_raw}),4)<=ROUND({months}*({cloud['month_raw']}),4)))")
+        rows["payback"] = s.add([f"{name} payback month against cloud", f'=IF({count}=0,"never",{h}-{count}+1)',
+                                 "month", plan.get("payback_month")])
+    rows["month_raw"] = month_raw  # the unrounded expression, for the payback of the other scenarios
+    return rows
 
 
 def _widths(ws: Any, widths: dict[str, float]) -> None:
@@ -204,17 +288,28 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
         "planning horizon (--horizon-months; default 36 = a 3-year depreciation schedule)", "workload")
     put("other_use", "other busy hours on the local GPUs", other_use, "h/month",
         "the workload given to the plan (--other-use-hours)", "workload")
-    if rec:
-        put("price", "price of the recommended option", rec.get("usd_per_hour"), "USD/h",
-            f"{rec.get('provider')} price list ({rec.get('source') or 'catalog'}, as of {rec.get('as_of') or 'n/a'})",
-            describe(rec), USD_SMALL)
-        put("gpus", "GPUs of the recommended option", rec.get("gpus"), "GPUs", "the recommended offer", describe(rec))
-        put("hours", "training time of the recommended option", rec.get("hours"), "h",
-            "the plan's estimate (throughput model; see the Estimator constants sheet)", describe(rec), PLAIN)
-        startup = rec.get("startup_hours")
+    cloud_opt = period_cloud_option(doc)
+    if cloud_opt:
+        o = cloud_opt
+        what = "the recommended option" if cloud_opt is rec else "the cloud option compared"
+        put("price", f"price of {what}", o.get("usd_per_hour"), "USD/h",
+            f"{o.get('provider')} price list ({o.get('source') or 'catalog'}, as of {o.get('as_of') or 'n/a'})",
+            describe(o), USD_SMALL)
+        put("gpus", f"GPUs of {what}", o.get("gpus"), "GPUs", "the plan's offer", describe(o))
+        put("hours", f"training time of {what}", o.get("hours"), "h",
+            "the plan's estimate (throughput model; see the Estimator constants sheet)", describe(o), PLAIN)
+        startup = o.get("startup_hours")
         put("startup", "start-up time (provisioning, setup, model download)", startup if startup is not None else 0,
             "h", "the plan's start-up estimate" if startup is not None else "not in this plan (0 assumed)",
-            describe(rec), PLAIN)
+            describe(o), PLAIN)
+        provider = str(o.get("provider"))
+        gran, minimum = (None, None) if o.get("target") == "local" else billing_terms(doc, provider)
+        put("billing_step", f"billing granularity of {what}", gran if gran is not None else 0,
+            "s", billing_source(doc, provider, "granularity") if gran is not None
+            else "not in this plan (billed by the exact hour fraction)", describe(o))
+        put("billing_min", f"billing minimum per run of {what}", minimum if minimum is not None else 0,
+            "s", billing_source(doc, provider, "minimum per run") if minimum is not None
+            else "not in this plan (no minimum)", describe(o))
 
     # local profiles: one block of inputs each
     profiles = [p for p in doc.get("local_profiles") or [] if isinstance(p, dict)]
@@ -233,6 +328,10 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
             "the plan's estimate on this machine", f"local: {name}", PLAIN)
         put(f"{name}:job_gpus", f"{name}: GPUs the job uses", opt.get("gpus") or p.get("gpu_count"), "GPUs",
             "the plan's local option", f"local: {name}")
+        ttr = opt.get("time_to_result_hours")
+        put(f"{name}:job_ttr", f"{name}: time to result of the job (training + start-up)",
+            ttr if ttr is not None else opt.get("hours"), "h", "the plan's estimate on this machine, with its "
+            "start-up (the period totals count this time)", f"local: {name}", PLAIN)
 
     finance, engineering = split_assumptions(doc)
     for a in finance:
@@ -274,6 +373,14 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
          "={annual_upkeep}/12+{energy_run}*{runs}", USD),
         ("amortised_month", "cost per month, amortised (fixed/12 + power for the runs)",
          "={annual_fixed}/12+{energy_run}*{runs}", USD),
+        ("capex_cash", "capex paid up front (nothing when already owned)", "=IF({owned}=1,0,{capex})", USD),
+        ("upkeep_month", "upkeep per month", "={capex}*{maint}/100/12", USD),
+        ("energy_period_run", "power per run in the period totals (all the machine's GPUs, time to result)",
+         "=({gpu_count}*{gpu_w}+{host_w})/1000*{pue}*{elec}*{job_ttr}", USD),
+        ("capacity", "runs a month the machine can take (free hours / time to result)",
+         "=IF({job_ttr}>0,INT(MAX(0,730-{other_use})/{job_ttr}),1000000)", "0"),
+        ("period_month_raw", "cost per month in the period totals (upkeep + power for the runs)",
+         "={runs}*{energy_period_run}+{upkeep_month}", USD),
         ("break_even", "break-even utilisation against the recommendation",
          '=IF({rec_gpu_h}-{energy_gpu_h}>0,{annual_fixed}/(8760*{gpu_count}*({rec_gpu_h}-{energy_gpu_h})),"never")',
          PCT),
@@ -304,6 +411,8 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
                 elec=r["electricity_usd_per_kwh"], owned=r["already_owned"], utilisation=util,
                 utilisation_cell=cell("utilisation"), job_hours=ref.get(f"{name}:job_hours", "0"),
                 job_gpus=ref.get(f"{name}:job_gpus", "0"), runs=ref["runs"], rec_gpu_h=rec_gpu_h,
+                job_ttr=ref.get(f"{name}:job_ttr", "0"), other_use=ref["other_use"],
+                upkeep_month=cell("upkeep_month"), energy_period_run=cell("energy_period_run"),
                 capex=cell("capex"), residual=cell("residual"), annual_capital=cell("annual_capital"),
                 annual_upkeep=cell("annual_upkeep"), annual_fixed=cell("annual_fixed"),
                 energy_gpu_h=cell("energy_gpu_h"), energy_run=cell("energy_run"), loaded_run=cell("loaded_run")))
@@ -319,24 +428,32 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
     s.add([CURRENCY_NOTE + " Column B recalculates from the Assumptions sheet; column D is the plan's own figure."])
     s.add(["item", "value", "unit", "the plan's figure"], bold=True)
     timed = bool(rec) and isinstance(rec.get("hours"), (int, float))
+    period_rows: dict[str, dict[str, Any]] = {}
+    scen: dict[str, Any] = {}
     if rec and not timed:
         s.add(["recommended option", defuse(describe(rec)), "", ""])
         s.add(["cost per million tokens", rec.get("usd_per_million_tokens"), "USD", rec.get("usd_per_million_tokens")],
               {2: USD_SMALL, 4: USD_SMALL})
         s.add(["no dataset size was given, so there is no cost per run, month or year", None, None, None])
     elif rec:
+        scen = periods.get("scenarios") or {}
         s.add(["recommended option", defuse(describe(rec)), "", ""])
-        cost_doc = rec.get("cost_with_startup_usd", rec.get("cost_usd"))
-        r_cost = s.add(["cloud cost per run", f"={ref['price']}*({ref['hours']}+{ref['startup']})", "USD", cost_doc],
+        if cloud_opt is not rec:
+            s.add(["cloud option in the period totals", defuse(describe(cloud_opt)), "", ""])
+        cost_doc = cloud_opt.get("cost_with_startup_usd", cloud_opt.get("cost_usd"))
+        # planner: price x billed hours of (training + start-up); billed = rounded up to the provider's
+        # granularity, at least its minimum (pricing.startup.billed_hours)
+        t_run = f"({ref['hours']}+{ref['startup']})"
+        billed = (f"IF({ref['billing_step']}>1,ROUNDUP(MAX({t_run}*3600,{ref['billing_min']})/{ref['billing_step']}"
+                  f"-1E-9,0)*{ref['billing_step']},MAX({t_run}*3600,{ref['billing_min']}))/3600")
+        r_cost = s.add(["cloud cost per run", f"={ref['price']}*{billed}", "USD", cost_doc],
                        {2: USD, 4: USD})
-        s.add(["cloud time to result", f"={ref['hours']}+{ref['startup']}", "h",
-               rec.get("time_to_result_hours", rec.get("hours"))], {2: HOURS, 4: HOURS})
+        s.add(["cloud time to result", f"={t_run}", "h", cloud_opt.get("time_to_result_hours", cloud_opt.get("hours"))],
+              {2: HOURS, 4: HOURS})
         r_runs = s.add(["runs per month", f"={ref['runs']}", "runs", periods.get("runs_per_month")])
-        cloud = (periods.get("scenarios") or {}).get("cloud") or {}
-        r_cm = s.add(["cloud per month", f"=B{r_cost}*B{r_runs}", "USD", cloud.get("per_month_usd")], {2: USD, 4: USD})
-        s.add(["cloud per year", f"=B{r_cm}*12", "USD", cloud.get("per_year_usd")], {2: USD, 4: USD})
-        r_ch = s.add(["cloud over the horizon", f"=B{r_cm}*{ref['horizon']}", "USD", cloud.get("horizon_usd")],
-                     {2: USD, 4: USD})
+        cloud = scen.get("cloud") or {}
+        cloud_raw = f"B{r_cost}*B{r_runs}"
+        period_rows["cloud"] = _period_rows(s, "cloud", cloud, "0", cloud_raw, ref, r_runs, None)
     else:
         s.add(["recommended option", "none: " + defuse(str(doc.get("recommendation_reason") or "no option fits")),
                "", ""])
@@ -348,26 +465,33 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
         def t(k: str) -> str:
             return f"'Local TCO'!{col}{tco_rows[k]}"
 
-        local = (periods.get("scenarios") or {}).get("local") or {}
+        local = scen.get("local") or {}
         s.add(["local profile compared", defuse(str(prof.get("name"))), "", ""])
         s.add(["local utilisation", f"={t('utilisation')}", "", prof.get("utilisation")], {2: PCT, 4: PCT})
-        r_capex = s.add(["local capex up front", f"={t('capex')}", "USD", local.get("capex_usd")], {2: USD, 4: USD})
         s.add(["local cost per GPU-hour at that utilisation", f"={t('usd_gpu_h')}", "USD/GPU-h",
                prof.get("usd_per_gpu_hour")], {2: USD_SMALL, 4: USD_SMALL})
         s.add(["local cost per run, fully loaded", f"={t('loaded_run')}", "USD", prof.get("loaded_cost_usd")],
               {2: USD, 4: USD})
-        # the plan's own period totals are listed below as they are (its definitions); here, the workbook's
-        r_run = s.add(["local running cost per month (upkeep + power)", f"={t('running_month')}", "USD", None],
-                      {2: USD, 4: USD})
-        r_lm = s.add(["local per month, amortised", f"={t('amortised_month')}", "USD", None], {2: USD, 4: USD})
-        s.add(["local per year, amortised", f"=B{r_lm}*12", "USD", None], {2: USD, 4: USD})
-        r_lh = s.add(["local over the horizon (capex + running)", f"=B{r_capex}+B{r_run}*{ref['horizon']}", "USD",
-                      None], {2: USD, 4: USD})
-        s.add(["payback month (local capex against cloud spend)",
-               f'=IF(B{r_cm}>B{r_run},ROUNDUP(B{r_capex}/(B{r_cm}-B{r_run}),0),"never")', "month", None])
         s.add(["break-even utilisation against the recommendation", f"={t('break_even')}", "",
                prof.get("break_even_vs_recommendation")], {2: PCT, 4: PCT})
-        s.add(["cheaper over the horizon (cloud or local)", f'=IF(B{r_ch}<=B{r_lh},"cloud","local")', "", None])
+        r_cap = s.add(["local runs a month the machine can take", f"={t('capacity')}", "runs",
+                       local.get("capacity_runs_per_month")], {2: "0", 4: "0"})
+        r_feasible = s.add(["local can take every run", f'=IF({t("capacity")}>=B{r_runs},"yes","no")', "",
+                            None if "feasible" not in local else ("yes" if local["feasible"] else "no")])
+        period_rows["local"] = _period_rows(s, "local", local, t("capex_cash"), t("period_month_raw"), ref, r_runs,
+                                            period_rows.get("cloud"))
+        if "cloud" in period_rows:
+            hyb = scen.get("hybrid") or {}
+            here = f"MIN(B{r_runs},B{r_cap})"
+            s.add(["hybrid: share of the runs on the local machine", f"=ROUND({here}/B{r_runs},4)", "",
+                   hyb.get("local_share")], {2: PCT, 4: PCT})
+            hyb_raw = f"{here}*{t('energy_period_run')}+{t('upkeep_month')}+(B{r_runs}-{here})*B{r_cost}"
+            period_rows["hybrid"] = _period_rows(s, "hybrid", hyb, t("capex_cash"), hyb_raw, ref, r_runs,
+                                                 period_rows["cloud"])
+            c, lo, hy = (period_rows[k]["horizon"] for k in ("cloud", "local", "hybrid"))
+            # the cheapest feasible scenario over the horizon; ties go to cloud, then local (planner's order)
+            s.add(["cheapest over the horizon", f'=IF(AND(B{c}<=B{hy},OR(B{r_feasible}="no",B{c}<=B{lo})),"cloud",'
+                   f'IF(AND(B{r_feasible}="yes",B{lo}<=B{hy}),"local","hybrid"))', "", periods.get("cheapest")])
     if periods.get("scenarios"):
         s.add([])
         s.add(["the plan's period totals", "per run", "per month", "per year", "over the horizon", "capex",
@@ -415,7 +539,9 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
     sens.add(list(SENSITIVITY_COLUMNS), bold=True)
     idx = {c: i + 1 for i, c in enumerate(SENSITIVITY_COLUMNS)}
     for r in sensitivity_table(doc):
-        sens.add([_xl(r.get(c)) for c in SENSITIVITY_COLUMNS], {idx["cost_low_usd"]: USD, idx["cost_high_usd"]: USD})
+        sens.add([_xl(r.get(c)) for c in SENSITIVITY_COLUMNS], {idx["cost_low_usd"]: USD, idx["cost_high_usd"]: USD,
+                                                               idx["time_low_hours"]: HOURS,
+                                                               idx["time_high_hours"]: HOURS})
     _widths(sens.ws, {"A": 36, "H": 50})
     sens.ws.freeze_panes = "A2"
 
