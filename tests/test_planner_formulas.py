@@ -319,18 +319,27 @@ def test_the_fast_loss_fragmentation_is_the_replay_in_closed_form():
             assert A.loss_fragmentation(e, upcast) == A.loss_fragmentation_replayed(e, upcast), (e, upcast)
 
 
-def test_fsdp1_mixed_precision_gathers_16_bit_layers_where_our_trainer_gathers_fp32_and_autocasts():
+def test_fsdp1_mixed_precision_gathers_16_bit_layers_instead_of_fp32_layers_and_autocast_copies(monkeypatch):
+    """Our trainer wraps a mixed-precision full fine-tune in FSDP1 with MixedPrecision(param_dtype=bf16)
+    (train/shard.py), as accelerate does for HF Trainer: same weights at the peak. Without that policy the
+    fp32 layers would be gathered and autocast would cast (and keep) their 16-bit copies."""
+    from planner.estimator import stacks
+
     s = spec(precision="bf16-mixed", parallel="fsdp", seq_len=1, batch_size=1)
     ours = moment(s, "loss_backward", 4)
     hf = moment(dataclasses.replace(s, stack="hf-trainer"), "loss_backward", 4)
+    assert ours["weights"] == pytest.approx(hf["weights"])
+    plain = dataclasses.replace(stacks.STACK_MECHANISMS["gpuplan"], fsdp_flat_fp32=False)
+    monkeypatch.setitem(stacks.STACK_MECHANISMS, "gpuplan", plain)
+    monkeypatch.setattr(M, "_TERMS", {})  # the terms are cached by spec: count afresh with the patched stack
+    without = moment(s, "loss_backward", 4)
     layer_fp32 = (4 * TOTAL - 4 * (EMBED + LM_HEAD)) / 2
-    # two gathered layers at 2 B instead of 4 B per parameter; no autocast copies of the lm_head and of every
-    # block's linears (saved for backward without checkpointing)
-    # and the root unit (embedding + lm_head), unsharded through forward and backward, at 4 B vs 2 B on the
-    # 3 of 4 ranks' shares this rank does not own
+    # two gathered layers at 4 B instead of 2 B per parameter; autocast copies of the lm_head and of every
+    # block's linears (saved for backward without checkpointing); the root unit (embedding + lm_head),
+    # unsharded through forward and backward, at 4 B vs 2 B on the 3 of 4 ranks' shares this rank does not own
     root = (4 - 2) * (EMBED + LM_HEAD) * 3 / 4
-    assert ours["weights"] - hf["weights"] == pytest.approx(2 * layer_fp32 / 2 + 2 * LM_HEAD + 2 * 2 * LINEAR_PER_LAYER
-                                                            + root)
+    assert without["weights"] - ours["weights"] == pytest.approx(
+        2 * layer_fp32 / 2 + 2 * LM_HEAD + 2 * 2 * LINEAR_PER_LAYER + root)
 
 
 def test_deepspeed_zero3_adds_its_buckets_and_fp32_master_weights():

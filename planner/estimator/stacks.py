@@ -55,8 +55,8 @@ Mechanisms
 - fsdp_flat_fp32: FSDP1 under accelerate's `mixed_precision: bf16` keeps each wrapped module's parameters as
   one flat fp32 shard (torch.distributed.fsdp FlatParameter) and all-gathers a 16-bit copy (MixedPrecision
   param_dtype=bf16): a gathered layer costs 2 B per parameter and autocast has nothing left to cast. Our
-  trainer wraps FSDP without MixedPrecision (train/recipe.py `_wrap`): it gathers the fp32 layer and autocast
-  makes (and caches) the 16-bit copies.
+  trainer does the same for full fine-tuning (train/shard.py `wrap_fsdp`: FSDP1, use_orig_params,
+  MixedPrecision(param_dtype=bf16/fp16, reduce_dtype=fp32)).
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ class Mechanisms:
 _PEFT = "PEFT prepare_model_for_kbit_training + fp32 adapters (peft 0.12+, 2024-07)"
 
 STACK_MECHANISMS: dict[str, Mechanisms] = {
-    "gpuplan": Mechanisms("gpuplan", 12.0, True, 4, True, False, False, True,
+    "gpuplan": Mechanisms("gpuplan", 12.0, True, 4, True, False, True, True,
                           "the bundled trainer (train/model.py, train/loss.py): " + _PEFT + ", fp32 loss upcast",
                           softcap_fp32=True),
     "hf-trainer": Mechanisms("hf-trainer", 12.0, True, 4, True, True, True, True,
