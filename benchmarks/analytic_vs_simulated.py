@@ -4,7 +4,7 @@
 
 For each configuration (Llama 3.x, Qwen2.5/3, Mistral, Gemma 2/3, Phi; 0.5B-72B; full/LoRA/QLoRA; seq
 512-32k; micro batch 1-8; checkpointing on/off; sdpa/flash/eager; the four optimizers; ddp/fsdp/zero3 at
-1-8 GPUs; a GPU type) it prints planner.memory.estimate_memory's peak allocated memory next to the
+1-8 GPUs; a GPU type) it prints planner.estimator.memory.estimate_memory's peak allocated memory next to the
 simulated one (planner.estimator.simulate: 2 and 4 layers simulated, each phase extrapolated), the
 relative error, and both fit calls; then the error distribution (mean, p90, max) and the number of
 configurations the analytic model calls "fits" where the simulation says they do not.

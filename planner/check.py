@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from planner.estimate import evaluate
+from planner.estimator.estimate import evaluate
 from planner.models import resolve_model
 from train.spec import SpecError
 

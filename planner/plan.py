@@ -13,9 +13,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-from planner import memory, throughput
-from planner.counts import trainable_params
-from planner.estimate import GPU_COUNTS, evaluate, layout
+from planner.estimator import memory
+
+from planner.estimator import throughput
+from planner.estimator.counts import trainable_params
+from planner.estimator.estimate import GPU_COUNTS, evaluate, layout
 from planner.gpus import GPUS, canonical_gpu, get_gpu, lookup_gpu
 from planner.models import ModelArch, resolve_model
 from planner.result import to_dict
@@ -46,7 +48,7 @@ def estimator_assumptions() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for f in dataclasses.fields(memory.CAL):
         rows.append({"name": f"estimator: {f.name}", "value": getattr(memory.CAL, f.name), "unit": "",
-                     "source": memory.SOURCES.get(f.name, "counted (planner/memory.py)"), "category": "estimator"})
+                     "source": memory.SOURCES.get(f.name, "counted (planner/estimator/memory.py)"), "category": "estimator"})
     for f in dataclasses.fields(throughput.TCAL):
         rows.append({"name": f"estimator: {f.name}", "value": getattr(throughput.TCAL, f.name), "unit": "",
                      "source": "fitted on published fine-tuning throughput (torchtune, PEFT, LLaMA-Factory, "
@@ -143,7 +145,7 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
         doc["calibration"] = cal.to_dict() | {"path": cal.path}
         doc["assumptions"] += [dict(r, category=r.get("category") or "estimator") for r in cal.assumptions()]
     if compare:
-        from planner.sensitivity import sensitivity_rows
+        from planner.decide.sensitivity import sensitivity_rows
 
         doc["sensitivity"] = sensitivity_rows(doc)
     doc["warnings"] = warnings + doc.get("warnings", [])
@@ -153,7 +155,7 @@ def plan_job(spec: JobSpec, *, provider: str | list[str] | None = None, region: 
 def _measure(arch: ModelArch, spec: JobSpec, gpu_name: str, n: int, cal: Any = None) -> tuple[Any, Any, float | None]:
     """(fits, memory, tokens/s) of one configuration, as `evaluate` computes them, the user's calibration
     included (the speed model only runs for configurations that fit)."""
-    from planner.estimate import _memory
+    from planner.estimator.estimate import _memory
 
     gpu = get_gpu(gpu_name)
     world, nodes = layout(spec, n)
@@ -171,7 +173,7 @@ def job_bytes(spec: JobSpec, arch: ModelArch) -> Any:
     """What one run downloads and uploads. Hub checkpoints are 16-bit (2 bytes per parameter) whatever the
     method (QLoRA quantizes at load); an adapter (LoRA/QLoRA) is saved in 16 bits too, a full fine-tune or a
     merged adapter uploads the whole model."""
-    from planner.compare import JobBytes
+    from planner.decide.compare import JobBytes
 
     total = arch.total_params()
     out = total * 2 if spec.method == "full" or spec.merge_adapter else trainable_params(arch, spec) * 2
@@ -187,7 +189,7 @@ def _comparison(spec: JobSpec, arch: ModelArch, tuner: Any, *, provider: Any, re
                 other_use_hours: float, today: _dt.date | None, warnings: list[str], allow_outlier: bool = False,
                 allow_stale: bool = False, horizon_months: int | None = None,
                 startup_overrides: dict[str, Any] | None = None, speed_error: float = 0.117) -> dict[str, Any]:
-    from planner.compare import Filters, compare_options
+    from planner.decide.compare import Filters, compare_options
     from pricing.errors import PricingInputError
     from pricing.startup import StartupAssumptions
 

@@ -24,7 +24,7 @@ class MemoryEstimate:
     breakdown_gib: dict[str, float]  # keys: BREAKDOWN_KEYS
     headroom_gib: float = 0.0  # capacity - peak_reserved - CUDA context (negative: does not fit)
     # the step's moment whose live bytes are largest: loss_backward | layer_recompute | layer_backward |
-    # backward_end | optimizer_step (planner/memory.py)
+    # backward_end | optimizer_step (planner/estimator/memory.py)
     peak_moment: str = ""
     # [low, high] of peak_reserved_gib from the estimator's measured (leave-one-source-out) error
     band_gib: list[float] | None = None
@@ -118,7 +118,7 @@ class Option:
     source: str = ""
     as_of: str = ""
     notes: list[str] = field(default_factory=list)
-    # the decision (planner.compare, planner.decide): start-up, price confidence, the tuned configuration
+    # the decision (planner.decide.compare, planner.decide): start-up, price confidence, the tuned configuration
     startup_hours: float | None = None  # provisioning, setup, downloads, upload (+ spot restarts)
     time_to_result_hours: float | None = None  # hours (training, incl. spot overhead) + startup_hours
     cost_with_startup_usd: float | None = None  # usd_per_hour x billed(time_to_result_hours)

@@ -23,9 +23,9 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # rows of models outside the registry must not reach a hub
 
-from planner.estimate import evaluate  # noqa: E402
+from planner.estimator.estimate import evaluate  # noqa: E402
 from planner.gpus import canonical_gpu, get_gpu
-from planner.memory import CAL, GIB, estimate_memory, nf4_bits
+from planner.estimator.memory import CAL, GIB, estimate_memory, nf4_bits
 from planner.models import ModelArch, resolve_model
 from train.spec import JobSpec, SpecError, spec_from_dict
 

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from planner.compare import Filters, compare_options
+from planner.decide.compare import Filters, compare_options
 from planner.result import GpuPlan, Limits, MemoryEstimate, ThroughputEstimate, TimeEstimate
 from pricing.catalog import OfferSet, load_offers
 from pricing.errors import PricingInputError
@@ -157,7 +157,7 @@ def test_real_plan_document_carries_the_comparison():
 
 def test_the_recommendation_pays_a_little_more_to_finish_much_sooner():
     """Among Pareto options it takes the fastest within PAY_FOR_SPEED of the cheapest, and says so."""
-    from planner.compare import PAY_FOR_SPEED, Filters, _rank, _recommend
+    from planner.decide.compare import PAY_FOR_SPEED, Filters, _rank, _recommend
     from planner.result import Option
 
     def opt(name, usd, hours):

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.compare import Filters, JobBytes, compare_options
+from planner.decide.compare import Filters, JobBytes, compare_options
 from planner.result import GpuPlan, Limits, MemoryEstimate, ThroughputEstimate, TimeEstimate
 from pricing.catalog import OfferSet, load_offers
 from pricing.confidence import price_flags
@@ -158,7 +158,7 @@ def spec():
 @pytest.fixture(scope="module")
 def tuner(spec):
     from planner.decide.tune import Tuner
-    from planner.estimate import evaluate
+    from planner.estimator.estimate import evaluate
     from planner.models import resolve_model
 
     arch = resolve_model(spec.model)
@@ -229,7 +229,7 @@ def test_the_recommendation_comes_with_ranges_risks_and_alternatives(doc):
 def test_an_options_tuned_config_planned_alone_gives_the_same_memory_and_speed(doc, pick):
     from click.testing import CliRunner
 
-    from planner.cli_plan import plan as plan_cmd
+    from planner.cli.plan import plan as plan_cmd
 
     if pick == "recommendation":
         o = doc["recommendation"]
@@ -323,7 +323,7 @@ def test_startup_overrides_are_accepted_or_refused_in_one_line(over):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.text(max_size=20), max_size=4))
 def test_startup_flag_parser_never_crashes(items):
-    from planner.cli_plan import parse_startup
+    from planner.cli.plan import parse_startup
 
     try:
         out = parse_startup(items)
@@ -347,7 +347,7 @@ def test_cli_bad_startup_is_exit_2_and_one_line():
 def test_the_options_table_is_readable_at_100_columns(doc):
     from rich.console import Console
 
-    from planner.plan_table import print_plan
+    from planner.cli.plan_table import print_plan
 
     console = Console(width=100, record=True, color_system=None)
     print_plan(doc, console=console)
@@ -363,7 +363,7 @@ def test_the_options_table_is_readable_at_100_columns(doc):
 def test_a_long_instance_name_is_not_cut_at_100_columns(doc):
     from rich.console import Console
 
-    from planner.plan_table import print_plan
+    from planner.cli.plan_table import print_plan
 
     o = dict(doc["recommendation"], provider="azure", instance_type="Standard_ND96amsr_A100_v4",
              region="southeastasia-2", gpus=8, gpu="A100-80GB", rank_cost=1)

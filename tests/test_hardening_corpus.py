@@ -492,7 +492,7 @@ def test_an_unexpected_error_is_one_line_and_exit_1(monkeypatch):
 def test_prices_table_at_100_columns_never_cuts_provider_instance_or_region(width):
     from rich.console import Console
 
-    from planner.cli_prices import _rows, _table
+    from planner.cli.prices import _rows, _table
     from pricing.catalog import load_offers
 
     rows = _rows(load_offers(user_caches=False).offers)
@@ -510,7 +510,7 @@ def test_prices_table_at_100_columns_never_cuts_provider_instance_or_region(widt
 def test_prices_table_at_80_columns_folds_instance_names_and_keeps_every_price():
     from rich.console import Console
 
-    from planner.cli_prices import _rows, _table
+    from planner.cli.prices import _rows, _table
     from pricing.catalog import load_offers
 
     rows = _rows(load_offers(user_caches=False).offers)

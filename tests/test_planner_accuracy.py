@@ -123,7 +123,7 @@ UNSLOTH_HF_FA2 = {"T4": 2551, "RTX4090": 5789, "A100-80GB": 28454}
 
 def _longest_fitting(spec, gpu_name: str) -> int:
     from planner.gpus import get_gpu
-    from planner.memory import estimate_memory
+    from planner.estimator.memory import estimate_memory
     from planner.models import resolve_model
 
     arch, gpu = resolve_model(spec.model), get_gpu(gpu_name)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.estimate import evaluate
+from planner.estimator.estimate import evaluate
 from planner.estimator import calibration as C
 from planner.models import resolve_model
 from train.spec import SpecError, spec_from_dict

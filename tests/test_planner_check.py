@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from planner.check import check_run, read_summary
-from planner.estimate import evaluate
+from planner.estimator.estimate import evaluate
 from planner.models import resolve_model
 from train.spec import spec_from_dict
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from planner.estimate import evaluate, min_gpus
+from planner.estimator.estimate import evaluate, min_gpus
 from planner.gpus import get_gpu
-from planner.memory import estimate_memory, fits
+from planner.estimator.memory import estimate_memory, fits
 from planner.models import resolve_model
 from train.spec import spec_from_dict
 

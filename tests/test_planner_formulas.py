@@ -5,8 +5,8 @@ import dataclasses
 
 import pytest
 
-from planner import memory as M
-from planner import throughput as T
+from planner.estimator import memory as M
+from planner.estimator import throughput as T
 from planner.gpus import get_gpu
 from planner.models import ModelArch
 from train.spec import spec_from_dict

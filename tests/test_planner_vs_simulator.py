@@ -55,7 +55,7 @@ def test_checkpointed_adapters_agree_with_the_simulated_step_within_3pct(rows: l
 @pytest.mark.slow
 def test_the_analytic_model_never_says_fits_where_the_simulation_runs_out_of_memory(rows: list[dict]) -> None:
     from planner.gpus import get_gpu
-    from planner.memory import estimate_memory, fits
+    from planner.estimator.memory import estimate_memory, fits
     from planner.models import resolve_model
 
     assert any(not r["simulated_fits"] for r in rows)

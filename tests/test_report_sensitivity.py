@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.sensitivity import DEFAULT_THROUGHPUT_ERROR_PCT, LOCAL_RANGES, SPOT_RATE_HIGH_MULTIPLIER, local_profile_from, sensitivity_rows
+from planner.decide.sensitivity import DEFAULT_THROUGHPUT_ERROR_PCT, LOCAL_RANGES, SPOT_RATE_HIGH_MULTIPLIER, local_profile_from, sensitivity_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,7 @@ def test_no_recommendation_no_rows():
 
 
 def test_price_and_dataset_size_scale_the_cost_linearly(spot_doc, on_demand_doc):
-    from planner.sensitivity import DATASET_RANGE, PRICE_RANGES
+    from planner.decide.sensitivity import DATASET_RANGE, PRICE_RANGES
 
     for doc, kind in ((spot_doc, "spot"), (on_demand_doc, "on-demand")):
         rec = doc["recommendation"]

@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from train.data import IGNORE
 
-# The planner models a chunked loss the same way (planner.memory.Calibration.loss_chunks).
+# The planner models a chunked loss the same way (planner.estimator.memory.Calibration.loss_chunks).
 LOSS_CHUNKS = 8
 
 

@@ -3,7 +3,7 @@
 The band is a pair of ratios (measured / predicted) that bound peak memory: the 10th and 90th percentiles of
 the leave-one-source-out ratios that benchmarks/estimator_accuracy.py writes into planner/data/accuracy.json
 (`band`), widened to include 1 (the point estimate is always inside). `fits` is then three-valued
-(planner.memory.fit_call) and limits use the high end.
+(planner.estimator.memory.fit_call) and limits use the high end.
 """
 from __future__ import annotations
 

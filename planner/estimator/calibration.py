@@ -203,7 +203,7 @@ def fit(records: list[RunRecord], today: dt.date | None = None) -> UserCalibrati
     """Memory correction and per-GPU speed efficiency from runs (predictions without any calibration)."""
     import statistics
 
-    from planner.estimate import evaluate
+    from planner.estimator.estimate import evaluate
     from planner.models import resolve_model
 
     if not records:

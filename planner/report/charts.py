@@ -314,7 +314,7 @@ def tornado_chart(doc: dict[str, Any], width: int = 720, row_h: int = 30, *, loc
             if isinstance(r.get("cost_low_usd"), (int, float)) and isinstance(r.get("cost_high_usd"), (int, float))
             and bool(r.get("alternative")) == local]
     rec = doc.get("recommendation") or {}
-    # all-in (with start-up) where the plan has it: the rows' costs are all-in too (planner.sensitivity)
+    # all-in (with start-up) where the plan has it: the rows' costs are all-in too (planner.decide.sensitivity)
     base = rec.get("cost_with_startup_usd") if isinstance(rec.get("cost_with_startup_usd"), (int, float)) \
         else rec.get("cost_usd")
     if local and rows:

@@ -12,7 +12,7 @@ OPTION_COLUMNS = (
     "pareto", "rank_cost", "rank_time", "overhead_factor", "source", "as_of", "notes",
 )
 ASSUMPTION_COLUMNS = ("scope", "name", "value", "unit", "source", "category")
-# cost_*: the all-in cost (with start-up); time_*: the time to result (planner/sensitivity.py)
+# cost_*: the all-in cost (with start-up); time_*: the time to result (planner/decide/sensitivity.py)
 SENSITIVITY_COLUMNS = ("assumption", "base", "low", "high", "unit", "cost_low_usd", "cost_high_usd", "option",
                        "time_low_hours", "time_high_hours")
 

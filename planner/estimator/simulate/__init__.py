@@ -69,7 +69,7 @@ def simulate_memory(spec: JobSpec, gpu_name: str | None = None, world: int | Non
     from planner.estimator.simulate.moments import extrapolate
     from planner.estimator.simulate.sharding import ModelBytes, per_rank
     from planner.gpus import get_gpu
-    from planner.memory import CAL
+    from planner.estimator.memory import CAL
 
     world = world or spec.world_size
     gpu = get_gpu(gpu_name) if gpu_name else None

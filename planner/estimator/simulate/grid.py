@@ -2,7 +2,7 @@
 
 Used by benchmarks/analytic_vs_simulated.py (the full grid) and tests/test_simulate_grid.py (a subset).
 A configuration is a job spec plus a GPU type and a world size; the row holds the analytic model's
-peak allocated memory (planner.memory.estimate_memory as it is), the simulated one, the relative error
+peak allocated memory (planner.estimator.memory.estimate_memory as it is), the simulated one, the relative error
 (analytic - simulated) / simulated, and both fit calls on that GPU.
 """
 from __future__ import annotations
@@ -97,7 +97,7 @@ def compare(c: Config, use_cache: bool = True) -> dict[str, Any]:
     """One row: analytic vs simulated peak allocated memory, and the fit calls on the config's GPU."""
     from planner.estimator.simulate import simulate_memory
     from planner.gpus import get_gpu
-    from planner.memory import estimate_memory, fits
+    from planner.estimator.memory import estimate_memory, fits
     from planner.models import resolve_model
 
     gpu = get_gpu(c.gpu)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.counts import arch_counts, lora_counts, trainable_params
+from planner.estimator.counts import arch_counts, lora_counts, trainable_params
 from planner.estimator.allocator import loss_fragmentation
 from planner.estimator.stacks import Mechanisms, mechanisms
 from planner.gpus import GPU

@@ -5,10 +5,10 @@ import dataclasses
 from typing import Any
 
 from planner.gpus import GPU, get_gpu
-from planner.memory import conservative_headroom_of, estimate_memory, fits
+from planner.estimator.memory import conservative_headroom_of, estimate_memory, fits
 from planner.models import ModelArch
 from planner.result import GpuPlan, Limits, Suggestion, TimeEstimate
-from planner.throughput import estimate_throughput, steps_and_hours
+from planner.estimator.throughput import estimate_throughput, steps_and_hours
 from train.spec import JobSpec
 
 GPU_COUNTS = (1, 2, 4, 8)  # evaluated for every GPU type when no --gpu is given

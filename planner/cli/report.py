@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from planner.cli_plan import plan_from_cli, pricing_options, spec_options
+from planner.cli.plan import plan_from_cli, pricing_options, spec_options
 
 
 @click.command("report")

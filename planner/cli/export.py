@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from planner.cli_plan import spec_from_cli, spec_options
+from planner.cli.plan import spec_from_cli, spec_options
 
 
 @click.command("export")

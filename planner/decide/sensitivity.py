@@ -3,7 +3,7 @@ of the plan document (and the report's tornado chart).
 
 Cheap arithmetic on the recommended option's hours and $/h; nothing is re-planned. Each row gives an
 assumption's base value, a low and a high value, and the job's ALL-IN cost and time to result at each, as the
-plan defines them (planner.compare: time to result = training + start-up hours; cost with start-up = $/h x the
+plan defines them (planner.decide.compare: time to result = training + start-up hours; cost with start-up = $/h x the
 billed hours of that time, the provider's billing granularity and minimum read from the plan's assumptions).
 ``cost_low_usd`` / ``time_low_hours`` are the cost and time with the assumption at ``low`` (which may be the
 higher cost: a lower throughput means more hours); ``base_cost_usd`` / ``base_time_hours`` the row's base
@@ -100,7 +100,7 @@ def billed(hours: float, terms: tuple[float, float]) -> float:
 
 
 class AllIn:
-    """The recommended option's all-in figures the way the plan computes them (planner.compare): time to result
+    """The recommended option's all-in figures the way the plan computes them (planner.decide.compare): time to result
     = training hours + start-up hours; cost with start-up = $/h x billed hours of that time (a local machine is
     not billed: its hours as they are). A plan without start-up figures (v0.1) gets start-up 0 and no billing
     terms, so every row is then the training cost alone, as before."""

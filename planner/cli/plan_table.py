@@ -7,7 +7,7 @@ from rich.console import Console
 from rich import box
 from rich.table import Table
 
-from planner.compare import duration, money
+from planner.decide.compare import duration, money
 
 
 def _hours(h: float | None) -> str:

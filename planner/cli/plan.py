@@ -211,7 +211,7 @@ def plan(job: str | None, fmt: str, report_dir: str | None, top: int, simulate: 
     elif fmt == "csv":
         out.write(plans_csv(doc))
     else:
-        from planner.plan_table import print_plan
+        from planner.cli.plan_table import print_plan
 
         if doc.get("import"):
             from planner.imports.report import summary_line

@@ -22,9 +22,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner.counts import arch_counts, lora_counts, trainable_params
+from planner.estimator.counts import arch_counts, lora_counts, trainable_params
 from planner.gpus import GPU
-from planner.memory import nf4_bits, optimizer_bytes_per_param, shards, weight_bytes
+from planner.estimator.memory import nf4_bits, optimizer_bytes_per_param, shards, weight_bytes
 from planner.models import ModelArch
 from planner.result import ThroughputEstimate
 from train.spec import JobSpec

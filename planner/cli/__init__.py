@@ -18,14 +18,14 @@ import click
 # name -> ("module:attribute" of a click.Command, one-line summary). The summaries let `gpuplan --help` list
 # the commands without importing any of them.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "plan": ("planner.cli_plan:plan", "Size a fine-tuning job: memory, speed, time, what fits, what it costs."),
-    "prices": ("planner.cli_prices:prices", "List cloud GPU offers; refresh live prices; build the bundled snapshot."),
-    "report": ("planner.cli_report:report", "Write a finance report (HTML, PDF, CSV, XLSX, JSON) for a job."),
-    "launch": ("planner.cli_launch:launch", "Run the bundled training package on a cloud (SkyPilot) or local GPUs."),
-    "check": ("planner.cli_check:check", "Compare a real run's summary.json (memory, tokens/s) with the plan."),
-    "calibrate": ("planner.cli_calibrate:calibrate", "Fit the estimator to your runs' summary.json; plan applies it."),
-    "simulate": ("planner.cli_simulate:simulate", "Simulate one training step on meta tensors: exact peak memory (needs torch)."),
-    "export": ("planner.cli_export:export", "Write a job as an axolotl, LLaMA-Factory or TRL config."),
+    "plan": ("planner.cli.plan:plan", "Size a fine-tuning job: memory, speed, time, what fits, what it costs."),
+    "prices": ("planner.cli.prices:prices", "List cloud GPU offers; refresh live prices; build the bundled snapshot."),
+    "report": ("planner.cli.report:report", "Write a finance report (HTML, PDF, CSV, XLSX, JSON) for a job."),
+    "launch": ("planner.cli.launch:launch", "Run the bundled training package on a cloud (SkyPilot) or local GPUs."),
+    "check": ("planner.cli.check:check", "Compare a real run's summary.json (memory, tokens/s) with the plan."),
+    "calibrate": ("planner.cli.calibrate:calibrate", "Fit the estimator to your runs' summary.json; plan applies it."),
+    "simulate": ("planner.cli.simulate:simulate", "Simulate one training step on meta tensors: exact peak memory (needs torch)."),
+    "export": ("planner.cli.export:export", "Write a job as an axolotl, LLaMA-Factory or TRL config."),
 }
 
 

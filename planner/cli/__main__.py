@@ -1,0 +1,4 @@
+"""`python -m planner.cli` = `gpuplan`."""
+from planner.cli import main
+
+main()
