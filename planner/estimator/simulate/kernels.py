@@ -18,6 +18,13 @@ Each shim is a context manager active only during a simulation:
   facebookresearch/fairscale#650, 2021.) SDPA's inputs and eager attention's 4-D matmuls
   are cast too (both on autocast's lower-precision list).
   torch.is_autocast_enabled() answers True inside (PEFT's LoRA layers check it to skip their own casts).
+- `cuda_dropout`: F.dropout in training takes ATen's unfused path on CPU and meta (aten/src/ATen/native/
+  Dropout.cpp `dropout` -> `_dropout_impl`: a noise tensor of the input's dtype, saved by the multiply for
+  backward), while on CUDA `is_fused_kernel_acceptable` routes it to `native_dropout`, whose CUDA kernel
+  (aten/src/ATen/native/cuda/Dropout.cu `native_dropout_cuda` / `dropout_cuda`) returns the output and a
+  1-byte bool mask, the only tensor autograd saves (`native_dropout_backward(grad, mask, scale)`). The shim
+  calls native_dropout on every device, so the simulation (and the CPU reference it is tested against)
+  saves the CUDA kernel's bool mask: 1 byte per element instead of 4 for an fp32 LoRA input.
 - `fused_adamw_on_meta`: PyTorch refuses fused AdamW for devices outside its list; meta is added
   (torch._fused_adamw_ has a meta kernel; the update is in place, no temporaries).
 - kernel workspaces that are allocated inside CUDA kernels and hence invisible on meta, modelled by hand:
@@ -79,6 +86,24 @@ def flash_sdpa(tracker: Any) -> Iterator[None]:
         yield
     finally:
         F.scaled_dot_product_attention = original
+
+
+@contextlib.contextmanager
+def cuda_dropout() -> Iterator[None]:
+    import torch.nn.functional as F
+
+    original = F.dropout
+
+    def dropout(input, p=0.5, training=True, inplace=False):
+        if training and 0.0 < p < 1.0 and not inplace and input.numel() > 0:
+            return torch.ops.aten.native_dropout.default(input, p, True)[0]
+        return original(input, p, training, inplace)
+
+    F.dropout = dropout
+    try:
+        yield
+    finally:
+        F.dropout = original
 
 
 class _AutocastState:

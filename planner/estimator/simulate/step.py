@@ -140,6 +140,7 @@ def run_step(spec: JobSpec, loss_model: Any, precision: Any, *, sm90: bool = Fal
         if device == "meta":
             stack.enter_context(kernels.fused_adamw_on_meta())
         stack.enter_context(kernels.flash_sdpa(tracker))
+        stack.enter_context(kernels.cuda_dropout())
         stack.enter_context(kernels.autocast_emulation())
         stack.enter_context(tracker)
         tracker.workspaces = kernels.Workspaces(tracker, sm90) if workspaces else None
