@@ -117,6 +117,17 @@ def simulate_memory(spec: JobSpec, gpu_name: str | None = None, world: int | Non
                                       f"linearly to {total_layers} layers")
     if sharding_note:
         estimator["sharding"] = sharding_note
+    # how peak_reserved_gib was obtained: a replay of the allocation trace through the caching-allocator model
+    # only for an unsharded, simulated-at-full-depth step; otherwise the replayed reserved/allocated ratio of the
+    # simulated step(s) applied to the (extrapolated or per-rank) allocated peak (the per-rank trace is not
+    # replayed: a sharded job's fragmentation may differ)
+    if sharding_note:
+        estimator["reserved"] = ("estimated: the single-GPU step's replayed reserved/allocated ratio applied to "
+                                 "the per-rank allocated peak (per-rank trace not replayed)")
+    elif extrapolated:
+        estimator["reserved"] = "extrapolated by layer count from the allocator replays of the simulated depths"
+    else:
+        estimator["reserved"] = "replayed: the allocation trace through the CUDA caching-allocator model"
     doc = {
         "peak_allocated_gib": round(mem.peak.allocated / gib, 3),
         "peak_reserved_gib": round(max(mem.reserved, mem.peak.allocated) / gib, 3),
