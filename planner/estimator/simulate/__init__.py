@@ -24,7 +24,7 @@ from typing import Any
 
 from train.spec import JobSpec, SpecError
 
-SIM_VERSION = 2  # bump when the simulation changes what it counts (invalidates the cache)
+SIM_VERSION = 3  # bump when the simulation changes what it counts (invalidates the cache)
 EXTRAPOLATE_FROM = (2, 4)  # layer counts simulated for deeper models
 INSTALL_HINT = "install it with: pip install 'gpuplan[train]'"
 
