@@ -125,7 +125,8 @@ def simulate_memory(spec: JobSpec, gpu_name: str | None = None, world: int | Non
         estimator["reserved"] = ("estimated: the single-GPU step's replayed reserved/allocated ratio applied to "
                                  "the per-rank allocated peak (per-rank trace not replayed)")
     elif extrapolated:
-        estimator["reserved"] = "extrapolated by layer count from the allocator replays of the simulated depths"
+        estimator["reserved"] = ("the larger reserved/allocated ratio of the allocator replays at the simulated "
+                                 "depths applied to the extrapolated allocated peak")
     else:
         estimator["reserved"] = "replayed: the allocation trace through the CUDA caching-allocator model"
     doc = {
