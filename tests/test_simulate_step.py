@@ -104,3 +104,16 @@ def test_two_and_four_layers_extrapolated_per_phase_equal_the_full_depth_simulat
     assert fast["peak_moment"] == full["peak_moment"]
     # reserved memory is extrapolated too: within 5% (the allocator's segments do not grow exactly per layer)
     assert fast["peak_reserved_gib"] == pytest.approx(full["peak_reserved_gib"], rel=0.05)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_the_measured_step_is_a_steady_state_one_whose_forward_already_holds_the_optimizer_states(
+        optimizer: str) -> None:
+    # the trainer's second and later steps: AdamW's two moments (SGD's momentum buffer) live from the start
+    spec = JobSpec(model="smoke-llama", method="full", optimizer=optimizer, precision="bf16",
+                   seq_len=64, batch_size=2)
+    rec, mem = _step(spec, "meta")
+    fwd = mem.moments["forward"].breakdown["optimizer"]
+    per_param = 2 if optimizer == "adamw" else 1
+    assert per_param * rec.trainable_bytes <= fwd < (per_param + 1) * rec.trainable_bytes
+    assert mem.peak.breakdown["optimizer"] == fwd

@@ -24,7 +24,7 @@ from typing import Any
 
 from train.spec import JobSpec, SpecError
 
-SIM_VERSION = 1  # bump when the simulation changes what it counts (invalidates the cache)
+SIM_VERSION = 3  # bump when the simulation changes what it counts (invalidates the cache)
 EXTRAPOLATE_FROM = (2, 4)  # layer counts simulated for deeper models
 INSTALL_HINT = "install it with: pip install 'gpuplan[train]'"
 
@@ -117,6 +117,18 @@ def simulate_memory(spec: JobSpec, gpu_name: str | None = None, world: int | Non
                                       f"linearly to {total_layers} layers")
     if sharding_note:
         estimator["sharding"] = sharding_note
+    # how peak_reserved_gib was obtained: a replay of the allocation trace through the caching-allocator model
+    # only for an unsharded, simulated-at-full-depth step; otherwise the replayed reserved/allocated ratio of the
+    # simulated step(s) applied to the (extrapolated or per-rank) allocated peak (the per-rank trace is not
+    # replayed: a sharded job's fragmentation may differ)
+    if sharding_note:
+        estimator["reserved"] = ("estimated: the single-GPU step's replayed reserved/allocated ratio applied to "
+                                 "the per-rank allocated peak (per-rank trace not replayed)")
+    elif extrapolated:
+        estimator["reserved"] = ("the larger reserved/allocated ratio of the allocator replays at the simulated "
+                                 "depths applied to the extrapolated allocated peak")
+    else:
+        estimator["reserved"] = "replayed: the allocation trace through the CUDA caching-allocator model"
     doc = {
         "peak_allocated_gib": round(mem.peak.allocated / gib, 3),
         "peak_reserved_gib": round(max(mem.reserved, mem.peak.allocated) / gib, 3),

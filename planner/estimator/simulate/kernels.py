@@ -7,7 +7,7 @@ Each shim is a context manager active only during a simulation:
   an fp32 logsumexp (batch x heads x seq), as the CUDA flash / memory-efficient kernels do, and never the
   seq x seq score matrix that SDPA's math fallback (what meta would otherwise run) materialises.
   Grouped-query attention (enable_gqa) is served by expanding k/v outside the count: the CUDA kernel reads
-  the shared heads in place.
+  the shared heads in place; the grouped k/v themselves stay saved for backward (counted).
 - `autocast_emulation`: torch.autocast does nothing to meta tensors, so the CUDA autocast that the trainer
   enters (precision.autocast_dtype) is emulated where it changes memory: F.linear casts its floating
   inputs to the autocast dtype above autograd (so autograd saves the 16-bit copies, as under real
@@ -18,6 +18,13 @@ Each shim is a context manager active only during a simulation:
   facebookresearch/fairscale#650, 2021.) SDPA's inputs and eager attention's 4-D matmuls
   are cast too (both on autocast's lower-precision list).
   torch.is_autocast_enabled() answers True inside (PEFT's LoRA layers check it to skip their own casts).
+- `cuda_dropout`: F.dropout in training takes ATen's unfused path on CPU and meta (aten/src/ATen/native/
+  Dropout.cpp `dropout` -> `_dropout_impl`: a noise tensor of the input's dtype, saved by the multiply for
+  backward), while on CUDA `is_fused_kernel_acceptable` routes it to `native_dropout`, whose CUDA kernel
+  (aten/src/ATen/native/cuda/Dropout.cu `native_dropout_cuda` / `dropout_cuda`) returns the output and a
+  1-byte bool mask, the only tensor autograd saves (`native_dropout_backward(grad, mask, scale)`). The shim
+  calls native_dropout on every device, so the simulation (and the CPU reference it is tested against)
+  saves the CUDA kernel's bool mask: 1 byte per element instead of 4 for an fp32 LoRA input.
 - `fused_adamw_on_meta`: PyTorch refuses fused AdamW for devices outside its list; meta is added
   (torch._fused_adamw_ has a meta kernel; the update is in place, no temporaries).
 - kernel workspaces that are allocated inside CUDA kernels and hence invisible on meta, modelled by hand:
@@ -62,8 +69,10 @@ def flash_sdpa(tracker: Any) -> Iterator[None]:
     def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
         if AUTOCAST.dtype is not None:  # SDPA is on autocast's lower-precision list
             query, key, value = _cast(query), _cast(key), _cast(value)
+        grouped = None
         if key.shape[1] != query.shape[1]:  # GQA: the CUDA kernel shares k/v heads in place
             rep = query.shape[1] // key.shape[1]
+            grouped = (key, value)
             tracker.paused += 1
             try:
                 key = key.repeat_interleave(rep, dim=1)
@@ -72,6 +81,11 @@ def flash_sdpa(tracker: Any) -> Iterator[None]:
                 tracker.paused -= 1
         out, _lse = flash(query, key, value, dropout_p, is_causal and attn_mask is None, attn_mask=attn_mask,
                           scale=scale)
+        if grouped is not None and out.requires_grad:
+            # the expanded k/v above are not counted, but the CUDA kernel saves the grouped k/v for backward
+            # (2 x batch x kv_heads x head_dim per token): keep them saved as autograd saves tensors
+            # (so checkpointing drops and recomputes them like any other saved tensor)
+            out = _SavedForBackward.apply(out, *grouped)
         return out
 
     F.scaled_dot_product_attention = sdpa
@@ -79,6 +93,38 @@ def flash_sdpa(tracker: Any) -> Iterator[None]:
         yield
     finally:
         F.scaled_dot_product_attention = original
+
+
+class _SavedForBackward(torch.autograd.Function):
+    """Identity on `out` (a view: no allocation) that saves `extra` for backward, as a kernel would."""
+
+    @staticmethod
+    def forward(ctx, out, *extra):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(*extra)
+        ctx.n_extra = len(extra)
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        return (grad,) + (None,) * ctx.n_extra
+
+
+@contextlib.contextmanager
+def cuda_dropout() -> Iterator[None]:
+    import torch.nn.functional as F
+
+    original = F.dropout
+
+    def dropout(input, p=0.5, training=True, inplace=False):
+        if training and 0.0 < p < 1.0 and not inplace and input.numel() > 0:
+            return torch.ops.aten.native_dropout.default(input, p, True)[0]
+        return original(input, p, training, inplace)
+
+    F.dropout = dropout
+    try:
+        yield
+    finally:
+        F.dropout = original
 
 
 class _AutocastState:

@@ -12,7 +12,7 @@ output says so: estimator.sharding):
   root unit (embeddings, final norm, lm_head) stays unsharded from forward to the end of backward (FSDP1
   does not reshard the root after forward: `_post_forward` frees only non-root handles); in backward the
   unsharded gradients of a layer wait for their reduce-scatter while the next layer's are computed
-  (2 layers). fsdp-offload keeps parameters, gradients and optimizer states in host memory: only the
+  (2 layers; from the first layer's backward on, not during the loss's backward). fsdp-offload keeps parameters, gradients and optimizer states in host memory: only the
   gathered layers, the root and the in-flight gradients are on the GPU.
 - ZeRO-3 (DeepSpeed): sharded as FSDP; its prefetch and reduce buckets are modelled as the same two
   layers.
@@ -25,7 +25,9 @@ from planner.estimator.simulate.moments import BREAKDOWN_KEYS, Moment, StepMemor
 
 _COMPUTE_PHASES = {"forward", "loss_forward", "loss_backward", "layer_recompute", "layers_backward",
                    "embedding_backward"}
-_BACKWARD_PHASES = {"loss_backward", "layer_recompute", "layers_backward", "embedding_backward"}
+# phases in which decoder layers' unsharded gradients exist (awaiting their reduce-scatter): not the loss's
+# backward, which runs before any layer's backward has produced a gradient
+_LAYER_GRAD_PHASES = {"layer_recompute", "layers_backward", "embedding_backward"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +61,7 @@ def per_rank(mem: StepMemory, model: ModelBytes, parallel: str, world: int) -> t
                 gathered = 2 * model.layer_weights + model.root_weights if compute else 0.0
                 bd["weights"], bd["adapter"] = gathered, 0.0
                 bd["optimizer"] = 0.0
-                bd["gradients"] = 2 * model.layer_trainable if m.phase in _BACKWARD_PHASES else 0.0
+                bd["gradients"] = 2 * model.layer_trainable if m.phase in _LAYER_GRAD_PHASES else 0.0
                 return bd
             sharded = (weights - model.root_weights) / world + model.root_weights / world
             if compute:
@@ -68,7 +70,7 @@ def per_rank(mem: StepMemory, model: ModelBytes, parallel: str, world: int) -> t
             bd["adapter"] = 0.0 if weights == 0 else bd.get("adapter", 0.0) / world
             bd["weights"] -= bd["adapter"]
             bd["gradients"] = bd.get("gradients", 0.0) / world
-            if m.phase in _BACKWARD_PHASES:
+            if m.phase in _LAYER_GRAD_PHASES:
                 bd["gradients"] += 2 * model.layer_trainable
             bd["optimizer"] = bd.get("optimizer", 0.0) / world
             return bd

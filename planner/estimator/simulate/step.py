@@ -3,7 +3,8 @@
 The order is the recipe's: for each micro batch, forward under autocast, backward of the loss scaled by
 world / labels; then gradient clipping, optimizer step, zero_grad(set_to_none=True). Two micro batches
 run when grad_accum > 1 (the second one starts with the first one's gradients live; later ones repeat
-it). Phases recorded for the peak: forward, loss_forward, loss_backward, layer_recompute,
+it). The optimizer's states exist before the step starts, as in every step after the first
+(`_materialise_optimizer_states`). Phases recorded for the peak: forward, loss_forward, loss_backward, layer_recompute,
 layers_backward, clip, optimizer_step.
 """
 from __future__ import annotations
@@ -57,6 +58,25 @@ def quant_state_tensors(model: Any) -> list[torch.Tensor]:
             out.extend(v for v in vars(qs).values() if isinstance(v, torch.Tensor))
             qs = getattr(qs, "state2", None)
     return out
+
+
+def _materialise_optimizer_states(optimizer: Any, params: list[torch.Tensor], tracker: StorageTracker) -> None:
+    """The steady state: AdamW / SGD-momentum / 8-bit Adam create their states lazily at the first
+    `optimizer.step()`, so the trainer's first step runs forward and backward without them and every later
+    step holds them throughout. One step on zero gradients runs outside the count (the tracker paused), then
+    the states it created are adopted as live from the start of the measured step."""
+    tracker.paused += 1
+    try:
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    finally:
+        tracker.paused -= 1
+    for state in optimizer.state.values():
+        for v in state.values():
+            if isinstance(v, torch.Tensor):
+                tracker.adopt(v, "optimizer_state")
 
 
 def run_step(spec: JobSpec, loss_model: Any, precision: Any, *, sm90: bool = False, device: str = "meta",
@@ -120,6 +140,7 @@ def run_step(spec: JobSpec, loss_model: Any, precision: Any, *, sm90: bool = Fal
         if device == "meta":
             stack.enter_context(kernels.fused_adamw_on_meta())
         stack.enter_context(kernels.flash_sdpa(tracker))
+        stack.enter_context(kernels.cuda_dropout())
         stack.enter_context(kernels.autocast_emulation())
         stack.enter_context(tracker)
         tracker.workspaces = kernels.Workspaces(tracker, sm90) if workspaces else None
@@ -130,6 +151,7 @@ def run_step(spec: JobSpec, loss_model: Any, precision: Any, *, sm90: bool = Fal
         for t in quant_state_tensors(loss_model):
             tracker.adopt(t, "quant_state")
         optimizer = build_optimizer(params, opt_spec, "cuda")
+        _materialise_optimizer_states(optimizer, params, tracker)
         micro = 2 if spec.grad_accum > 1 else 1
         for _ in range(micro):
             tracker.backward = False
