@@ -48,7 +48,7 @@ def test_grid_subset_covers_full_lora_and_qlora_with_extrapolated_simulations(ro
     "targets met; Llama-3.2-1B full bf16-mixed -5.0%, 19.47 analytic vs 20.50 GiB simulated at embedding_backward), "
     "but Qwen2.5-0.5B QLoRA at 10240 tokens on an L4 is still called 'tight' by the analytic model (truthy; "
     "19.31 vs 19.22 GiB allocated agree) where the simulation needs 23.31 GiB reserved (replayed fragmentation 17% "
-    "vs the analytic closed form's ~13%): an analytic reserved-memory gap (planner/memory.py), not the simulator's. "
+    "vs the analytic closed form's ~13%): an analytic reserved-memory gap (planner/estimator/memory.py), not the simulator's. "
     "Remove this mark once the analytic reserved model covers long-context fragmentation."))
 def test_analytic_memory_is_within_10pct_of_the_simulation_and_never_fits_where_it_does_not(rows: list[dict]) -> None:
     s = summarise(rows)
