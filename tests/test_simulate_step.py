@@ -117,3 +117,15 @@ def test_the_measured_step_is_a_steady_state_one_whose_forward_already_holds_the
     per_param = 2 if optimizer == "adamw" else 1
     assert per_param * rec.trainable_bytes <= fwd < (per_param + 1) * rec.trainable_bytes
     assert mem.peak.breakdown["optimizer"] == fwd
+
+
+def test_a_qlora_simulation_leaves_real_4bit_quantization_working_in_the_same_process() -> None:
+    """bitsandbytes caches double quantization's code map on the device of its first use: a simulation on meta
+    must not leave a meta tensor there for the trainer (or any later quantization) to trip over."""
+    import bitsandbytes as bnb
+
+    spec = JobSpec(model="Qwen/Qwen2.5-0.5B", method="qlora", seq_len=128, double_quant=True)
+    build_model(spec, hf_config_values(spec.model), 2, False)
+    lin = bnb.nn.Linear4bit(64, 32, bias=False, compute_dtype=torch.bfloat16, compress_statistics=True,
+                            quant_type="nf4").to("cpu")
+    assert lin.weight.bnb_quantized and lin.weight.device.type == "cpu"

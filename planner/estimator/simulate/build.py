@@ -89,6 +89,14 @@ def _quantize_on_meta(model, quantization_config, device: str = "meta") -> None:
     import torch
     from transformers.quantizers import AutoHfQuantizer
 
+    # bitsandbytes caches the 8-bit "dynamic" code map of double quantization on the device of the FIRST call
+    # (bitsandbytes.functional.quantize_blockwise: `name2qmap["dynamic"] = create_dynamic_map().to(A.device)`):
+    # created on meta, every later real quantization in this process fails ("Cannot copy out of meta tensor").
+    # Cache it on the CPU first; each call moves it to its own device (`code.to(A.device)`).
+    from bitsandbytes import functional as bnb_functional
+
+    if "dynamic" not in bnb_functional.name2qmap:
+        bnb_functional.name2qmap["dynamic"] = bnb_functional.create_dynamic_map()
     quantizer = AutoHfQuantizer.from_config(copy.deepcopy(quantization_config))
     quantizer.preprocess_model(model, dtype=quantization_config.bnb_4bit_compute_dtype, device_map=None)
     for module in model.modules():
