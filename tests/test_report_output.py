@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.yaml"))
@@ -274,6 +274,7 @@ def _cell_holds(value, cell: str) -> bool:
 
 @settings(max_examples=80, deadline=None)
 @given(_option_strategy())
+@example([{"config": "\r0"}])  # a bare carriage return once split one option into two rows
 def test_options_csv_flattens_any_dict_into_one_column_per_entry(options):
     """Whatever the options carry (a `report --from` document is user input): every dict entry lands in its
     "<key>.<entry>" column, every other value in its own column, one row per option."""

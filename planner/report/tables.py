@@ -34,7 +34,10 @@ def _cell(v: Any) -> Any:
 
 def rows_to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    # RFC 4180 line ends: the csv module quotes a field holding any character of the line terminator, so with
+    # "\r\n" a stray carriage return inside a cell is quoted instead of ending the row ("\n" alone let a bare
+    # "\r" split one option into two rows in Excel and Python's reader alike).
+    writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
         writer.writerow([_cell(row.get(c)) for c in columns])
