@@ -21,6 +21,18 @@ if "GPUPLAN_CONFIG_DIR" not in os.environ:
 
     os.environ["GPUPLAN_CONFIG_DIR"] = tempfile.mkdtemp(prefix="gpuplan-test-config-")
 
+# Property-based tests: in CI the examples are derived from each test's name (derandomize), so a landing never
+# depends on luck; on a developer's machine they are random, so new cases keep being explored (and whatever a
+# run finds becomes an @example). Set HYPOTHESIS_PROFILE to choose.
+try:
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+    _hypothesis_settings.register_profile("dev", print_blob=True)
+    _hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+except ImportError:  # hypothesis is a dev dependency; a core-only checkout still runs the other tests
+    pass
+
 
 @pytest.fixture(scope="session")
 def repo() -> Path:
