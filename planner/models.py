@@ -13,7 +13,6 @@ import math
 
 import difflib
 import json
-import math
 import os
 import re
 from dataclasses import dataclass

@@ -199,7 +199,6 @@ def _comparison(spec: JobSpec, arch: ModelArch, tuner: Any, *, provider: Any, re
 
     horizon = check_workload(runs_per_month, other_use_hours, horizon_months)
     from pricing.catalog import load_offers
-    from pricing.errors import PricingInputError
     from pricing.local import load_profile, presets, utilisation_from_workload
 
     offers = load_offers(provider=provider, region=region, today=today)

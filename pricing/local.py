@@ -152,7 +152,6 @@ def presets() -> dict[str, LocalProfile]:
 
 def load_profile(name_or_path: str | Path, **overrides: Any) -> LocalProfile:
     """A bundled preset by name, or a YAML file (a mapping, or a preset name under `base:` plus changes)."""
-    import yaml
 
     s = str(name_or_path)
     bundled = {d["name"]: d for d in _presets_raw()}

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner.decide.compare import compare_options
-from planner.estimator.counts import arch_counts, lora_counts, trainable_params
+from planner.estimator.counts import arch_counts, lora_counts
 from planner.models import resolve_model
 from pricing.gpus import canonical_gpu
 from planner.result import GpuPlan, Limits, MemoryEstimate, ThroughputEstimate, TimeEstimate

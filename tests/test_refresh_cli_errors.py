@@ -4,7 +4,6 @@ good catalog and says so only when there is one; Ctrl-C exits 130.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket

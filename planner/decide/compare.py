@@ -437,7 +437,7 @@ def _recommend(options: list[Option], f: Filters) -> tuple[Option | None, str]:
     if f.budget is not None:
         cond.append(f"within the {money(f.budget)} budget")
     cond_s = (" " + " and ".join(cond)) if cond else ""
-    spot_note = f", incl. the expected cost of spot interruptions" if best.spot else ""
+    spot_note = ", incl. the expected cost of spot interruptions" if best.spot else ""
     passed = _startup_changed(ranked, best) + _passed_over(options, best, f)
     if timed:
         if best is cheapest:

@@ -244,9 +244,6 @@ def _layer_transient_per_token(arch: ModelArch, spec: JobSpec) -> float:
     Per token; eager attention's s x s scores at its softmax's backward are added in moments().
     """
     mech = mechanisms(spec)
-    # QLoRA computes in 16-bit whatever spec.precision says (train/precision.py)
-    b = 2 if spec.method == "qlora" else activation_bytes(spec.precision)
-    q_dim = arch.num_heads * arch.head_dim
     experts = arch.experts_per_token if arch.num_experts else 1
     inter = arch.intermediate_size * experts
     mlp = 3 * mlp_bytes(spec, mech) * inter

@@ -325,7 +325,6 @@ def tornado_chart(doc: dict[str, Any], width: int = 720, row_h: int = 30, *, loc
     height = 48 + row_h * len(rows) + 30
     left, right, top = 250, width - 80, 30
     lo = min([base] + [min(r["cost_low_usd"], r["cost_high_usd"]) for r in rows])
-    hi0 = max([base] + [max(r["cost_low_usd"], r["cost_high_usd"]) for r in rows])
     hi = max([base] + [max(r["cost_low_usd"], r["cost_high_usd"]) for r in rows])
     pad = (hi - lo) * 0.2 or base * 0.1 or 1.0  # room for the value labels at the bar ends
     x = Axis(max(0.0, lo - pad), hi + pad, left, right)

@@ -9,15 +9,13 @@ provider's full catalogs and still refuses a runaway or hostile file in well und
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 from train.spec import SpecError
 
-MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
+MAX_DOCUMENT_BYTES = 20_000_000  # a plan document is ~1.5 MB; 20 MB leaves room for every provider x region
 FIX = "give the report.json written by gpuplan report (or gpuplan plan --format json output)"
 
 NUM, OPT_NUM, STR, OPT_STR, BOOL, INT, OPT_INT = "num", "num?", "str", "str?", "bool", "int", "int?"
@@ -34,23 +32,6 @@ PERIOD_FIELDS = ("per_run_usd", "per_month_usd", "per_year_usd", "horizon_usd", 
 
 def _bad(path: str, problem: str, fix: str = FIX) -> SpecError:
     return SpecError(f"--from: {path}", problem, fix)
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    v = float(text)
-    if not math.isfinite(v):
-        raise ValueError(f"{text[:20]} overflows a number")
-    return v
-
-
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > 18:
-        raise ValueError(f"{text[:20]}... is too large a number")
-    return int(text)
 
 
 def _is_num(v: Any) -> bool:
@@ -218,20 +199,9 @@ def _check_schema(doc: Any, where: str) -> dict[str, Any]:
 
 
 def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate a saved plan document; every failure is one SpecError line."""
-    p = Path(path)
-    if not p.is_file():
-        raise SpecError("--from", f"{p} does not exist or is not a file", "give the path of a report.json")
-    size = p.stat().st_size
-    if size > MAX_DOCUMENT_BYTES:
-        raise SpecError("--from", f"{p} is {size / 2**20:.0f} MiB, over the {MAX_DOCUMENT_BYTES // 2**20} MiB limit "
-                        "for a plan document", FIX)
-    try:
-        with p.open("rb") as fh:
-            raw = fh.read(MAX_DOCUMENT_BYTES + 1)
-        doc = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float,
-                         parse_int=_bounded_int)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        kind = "nests too deeply" if isinstance(exc, RecursionError) else f"is not valid JSON ({str(exc)[:60]})"
-        raise SpecError("--from", f"{p} {kind}", FIX) from None
-    return check_schema(doc)
+    """Read and validate a saved plan document; every failure is one SpecError line. Read like every other file
+    gpuplan takes (pricing.safe_read: a regular file under the size limit, strict JSON without NaN/Infinity,
+    duplicate keys or deep nesting), then checked against the plan document's schema."""
+    from pricing.safe_read import read_json
+
+    return check_schema(read_json(path, "--from", MAX_DOCUMENT_BYTES, SpecError))
