@@ -23,7 +23,7 @@ from planner.models import ModelArch, resolve_model
 from planner.result import to_dict
 from train.spec import JobSpec
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 GPUS_ORDER = {name: i for i, name in enumerate(GPUS)}
 ACCURACY_PATH = Path(__file__).parent / "data" / "accuracy.json"
 

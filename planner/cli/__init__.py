@@ -47,7 +47,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option("0.1.0", prog_name="gpuplan")
+@click.version_option("0.2.0", prog_name="gpuplan")
 def cli() -> None:
     """Plan, price, launch and justify LLM fine-tuning on cloud or local GPUs."""
 
