@@ -76,3 +76,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.nodeid.startswith(SLOW_TESTS):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="module")
+def fresh_simulation_cache(tmp_path_factory):
+    """A simulation cache of the test module's own: results are computed in the test, never read from a
+    developer's cache (~/.cache/gpuplan/simulations) or another module's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GPUPLAN_CACHE_DIR", str(tmp_path_factory.mktemp("simcache")))
+        yield

@@ -31,18 +31,8 @@ CONFIGS = [
 
 
 @pytest.fixture(scope="module")
-def rows(tmp_path_factory) -> list[dict]:
-    import os
-
-    old = os.environ.get("GPUPLAN_CACHE_DIR")
-    os.environ["GPUPLAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("simcache"))
-    try:
-        return list(run(CONFIGS))
-    finally:
-        if old is None:
-            os.environ.pop("GPUPLAN_CACHE_DIR", None)
-        else:
-            os.environ["GPUPLAN_CACHE_DIR"] = old
+def rows(fresh_simulation_cache) -> list[dict]:
+    return list(run(CONFIGS))
 
 
 @pytest.mark.slow

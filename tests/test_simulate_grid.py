@@ -19,18 +19,8 @@ SUBSET = [c for c in quick_grid() if "0.5B" in c.spec.model or "3.2-1B" in c.spe
 
 
 @pytest.fixture(scope="module")
-def rows(tmp_path_factory) -> list[dict]:
-    import os
-
-    old = os.environ.get("GPUPLAN_CACHE_DIR")
-    os.environ["GPUPLAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("simcache"))
-    try:
-        return list(run(SUBSET))
-    finally:
-        if old is None:
-            os.environ.pop("GPUPLAN_CACHE_DIR", None)
-        else:
-            os.environ["GPUPLAN_CACHE_DIR"] = old
+def rows(fresh_simulation_cache) -> list[dict]:
+    return list(run(SUBSET))
 
 
 @pytest.mark.slow
