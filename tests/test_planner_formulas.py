@@ -413,3 +413,12 @@ def test_gemmas_four_norms_a_layer_save_twice_the_norm_bytes():
     four = dataclasses.replace(ARCH, norms_per_layer=4)
     s = spec()
     assert M._layer_saved_per_token(four, s) - M._layer_saved_per_token(ARCH, s) == 2 * 6 * 64
+
+
+def test_our_lora_under_fsdp_gathers_its_fp32_base_where_accelerate_gathers_16_bit():
+    """train/shard.py applies MixedPrecision to full fine-tunes only: a bf16-mixed LoRA job's fp32 base layers are
+    gathered in fp32 (and autocast casts them), where accelerate's policy gathers every unit in 16 bits."""
+    s = spec(method="lora", precision="bf16-mixed", parallel="fsdp", seq_len=1, batch_size=1)
+    ours = moment(s, "loss_backward", 4)["weights"]
+    hf = moment(dataclasses.replace(s, stack="hf-trainer"), "loss_backward", 4)["weights"]
+    assert ours > hf

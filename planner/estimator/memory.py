@@ -373,8 +373,8 @@ def _compute_terms(arch: ModelArch, spec: JobSpec, world: int) -> _Terms:
     lm_head_fp32 = outer == 4
     block_w = max(0.0, (w_full - (counts.embedding + counts.lm_head) * outer) / L)
     # FSDP1 with MixedPrecision(param_dtype=bf16): fp32 flat shards, 16-bit gathered layers, nothing to autocast
-    gather_16 = sharded and par in ("fsdp", "fsdp-offload") and mech.fsdp_flat_fp32 and method != "qlora" \
-        and wb == 4 and prec != "fp32"
+    gather_16 = sharded and par in ("fsdp", "fsdp-offload") and mech.fsdp_flat_fp32 and wb == 4 and prec != "fp32" \
+        and (method == "full" or (method == "lora" and mech.fsdp_flat_fp32_lora))
     gathered = block_w / 2 if gather_16 else block_w
     if offload:
         w = 2 * (w_full / L) * (0.5 if gather_16 else 1.0)  # two layers gathered from the CPU (current + prefetch)

@@ -55,8 +55,9 @@ Mechanisms
 - fsdp_flat_fp32: FSDP1 under accelerate's `mixed_precision: bf16` keeps each wrapped module's parameters as
   one flat fp32 shard (torch.distributed.fsdp FlatParameter) and all-gathers a 16-bit copy (MixedPrecision
   param_dtype=bf16): a gathered layer costs 2 B per parameter and autocast has nothing left to cast. Our
-  trainer does the same for full fine-tuning (train/shard.py `wrap_fsdp`: FSDP1, use_orig_params,
-  MixedPrecision(param_dtype=bf16/fp16, reduce_dtype=fp32)).
+  trainer does the same for full fine-tuning only (train/shard.py `wrap_fsdp`: FSDP1, use_orig_params,
+  MixedPrecision(param_dtype=bf16/fp16, reduce_dtype=fp32)); a LoRA job's fp32 base is gathered in fp32 and
+  autocast casts (and caches) its 16-bit copies.
 """
 from __future__ import annotations
 
@@ -79,6 +80,9 @@ class Mechanisms:
     sdpa_gqa_native: bool = True  # SDPA reads grouped k/v heads in place (enable_gqa) instead of repeating them
     softcap_fp32: bool = False  # a final logit soft-cap (Gemma 2) runs on the fp32 logits (our loss) not 16-bit
     fsdp_root_embeddings: bool = True  # FSDP's root unit holds the embedding and lm_head (kept unsharded)
+    # the 16-bit gather of fsdp_flat_fp32 covers LoRA's frozen base too (accelerate applies its MixedPrecision
+    # policy to every unit); our trainer applies MixedPrecision to full fine-tunes only (train/shard.py)
+    fsdp_flat_fp32_lora: bool = True
 
 
 _PEFT = "PEFT prepare_model_for_kbit_training + fp32 adapters (peft 0.12+, 2024-07)"
@@ -86,7 +90,7 @@ _PEFT = "PEFT prepare_model_for_kbit_training + fp32 adapters (peft 0.12+, 2024-
 STACK_MECHANISMS: dict[str, Mechanisms] = {
     "gpuplan": Mechanisms("gpuplan", 12.0, True, 4, True, False, True, True,
                           "the bundled trainer (train/model.py, train/loss.py): " + _PEFT + ", fp32 loss upcast",
-                          softcap_fp32=True),
+                          softcap_fp32=True, fsdp_flat_fp32_lora=False),
     "hf-trainer": Mechanisms("hf-trainer", 12.0, True, 4, True, True, True, True,
                              "transformers 5 Trainer: ForCausalLMLoss upcasts logits to fp32; " + _PEFT),
     "hf-trainer-2024": Mechanisms("hf-trainer-2024", 16.0, True, 4, True, True, True, False,
