@@ -8,6 +8,7 @@ read as text. Numbers stay numbers: only strings are touched, and a string that 
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -21,6 +22,18 @@ def defuse(text: str) -> str:
     if text and text.startswith(FORMULA_START) and not _PLAIN_NUMBER.match(text):
         return "'" + text
     return text
+
+
+def text_cell(v: Any) -> Any:
+    """A document value as a spreadsheet cell (XLSX and CSV alike): text defused, a dict as sorted JSON text, a
+    list as its items joined with "; "; anything else as it is."""
+    if isinstance(v, str):
+        return defuse(v)
+    if isinstance(v, dict):
+        return defuse(json.dumps(v, sort_keys=True))
+    if isinstance(v, list):
+        return defuse("; ".join(map(str, v)))
+    return v
 
 
 def finite_json(value: Any) -> Any:

@@ -9,27 +9,20 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import Any, Sequence
 
 from planner.report.rows import ASSUMPTION_COLUMNS, OPTION_COLUMNS, assumption_rows, option_rows
-from planner.report.safe import defuse
+from planner.report.safe import text_cell
 
 
 def _cell(v: Any) -> Any:
     if v is None:
         return ""
-    if isinstance(v, str):
-        return defuse(v)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
         return repr(v)
-    if isinstance(v, dict):
-        return defuse(json.dumps(v, sort_keys=True))
-    if isinstance(v, list):
-        return defuse("; ".join(map(str, v)))
-    return v
+    return text_cell(v)
 
 
 def rows_to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:

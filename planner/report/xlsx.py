@@ -20,7 +20,6 @@ the plan gives as text stays text and is defused (planner.report.safe) so it can
 from __future__ import annotations
 
 import io
-import json
 import re
 from typing import Any
 
@@ -30,7 +29,7 @@ from planner.report.groups import price_flag
 from planner.report.pdf import ReportDependencyError
 from planner.report.rows import (OPTION_COLUMNS, SENSITIVITY_COLUMNS, is_recommended, sensitivity_table,
                                  split_assumptions)
-from planner.report.safe import defuse
+from planner.report.safe import defuse, text_cell
 
 USD = '"$"#,##0.00'
 USD_SMALL = '"$"#,##0.0000'
@@ -55,15 +54,6 @@ PROFILE_LABELS = {
 _DERIVED = re.compile(r"([0-9.]+) runs/month x ([0-9.]+) h \+ ([0-9.]+) h other use")
 
 
-def _xl(v: Any) -> Any:
-    """A document value as a cell value: numbers and bools as they are, text defused, lists/dicts as text."""
-    if isinstance(v, str):
-        return defuse(v)
-    if isinstance(v, dict):
-        return defuse(json.dumps(v, sort_keys=True))
-    if isinstance(v, list):
-        return defuse("; ".join(map(str, v)))
-    return v
 
 
 def option_columns(doc: dict[str, Any]) -> list[str]:
@@ -100,7 +90,7 @@ def option_cell(o: dict[str, Any], col: str, doc: dict[str, Any]) -> Any:
     if col == "notes":
         notes = o.get("notes") or []
         return defuse("; ".join(str(n) for n in notes) if isinstance(notes, list) else str(notes))
-    return _xl(option_value(o, col))
+    return text_cell(option_value(o, col))
 
 
 def chosen_profile(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -266,7 +256,7 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
     ref: dict[str, str] = {}  # input name -> absolute reference
 
     def put(key: str, name: str, value: Any, unit: str, source: str, scope: str, fmt: str | None = None) -> str:
-        r = assum.add([defuse(name), _xl(value), defuse(unit), defuse(source), defuse(scope)],
+        r = assum.add([defuse(name), text_cell(value), defuse(unit), defuse(source), defuse(scope)],
                       {2: fmt} if fmt else None)
         ref[key] = f"Assumptions!$B${r}"
         return ref[key]
@@ -337,14 +327,14 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
     for a in finance:
         if str(a.get("scope", "")).startswith("local:"):
             continue  # the inputs above
-        assum.add([defuse(str(a.get("name"))), _xl(a.get("value")), defuse(str(a.get("unit") or "")),
+        assum.add([defuse(str(a.get("name"))), text_cell(a.get("value")), defuse(str(a.get("unit") or "")),
                    defuse(str(a.get("source") or "")), defuse(str(a.get("scope")))])
     _widths(assum.ws, {"A": 52, "B": 14, "C": 14, "D": 80, "E": 40})
     assum.ws.freeze_panes = "A2"
 
     eng.add(["constant", "value", "unit", "source"], bold=True)
     for a in engineering:
-        eng.add([defuse(str(a.get("name"))), _xl(a.get("value")), defuse(str(a.get("unit") or "")),
+        eng.add([defuse(str(a.get("name"))), text_cell(a.get("value")), defuse(str(a.get("unit") or "")),
                  defuse(str(a.get("source") or ""))])
     _widths(eng.ws, {"A": 52, "B": 14, "C": 12, "D": 90})
     eng.ws.freeze_panes = "A2"
@@ -539,7 +529,7 @@ def report_xlsx(doc: dict[str, Any]) -> bytes:
     sens.add(list(SENSITIVITY_COLUMNS), bold=True)
     idx = {c: i + 1 for i, c in enumerate(SENSITIVITY_COLUMNS)}
     for r in sensitivity_table(doc):
-        sens.add([_xl(r.get(c)) for c in SENSITIVITY_COLUMNS], {idx["cost_low_usd"]: USD, idx["cost_high_usd"]: USD,
+        sens.add([text_cell(r.get(c)) for c in SENSITIVITY_COLUMNS], {idx["cost_low_usd"]: USD, idx["cost_high_usd"]: USD,
                                                                idx["time_low_hours"]: HOURS,
                                                                idx["time_high_hours"]: HOURS})
     _widths(sens.ws, {"A": 36, "H": 50})
