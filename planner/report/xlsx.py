@@ -54,8 +54,6 @@ PROFILE_LABELS = {
 _DERIVED = re.compile(r"([0-9.]+) runs/month x ([0-9.]+) h \+ ([0-9.]+) h other use")
 
 
-
-
 def option_columns(doc: dict[str, Any]) -> list[str]:
     """OPTION_COLUMNS, then any other key the plan's options carry (newer plans add some), first seen first.
 
